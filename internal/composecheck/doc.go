@@ -1,0 +1,6 @@
+// Package composecheck holds the test that loads docker-compose.yml (and checks
+// the Dockerfile and .dockerignore it builds from) with the Compose
+// Specification's Go loader, so the local all-in-one topology cannot silently
+// regress: service set, published ports, start-up ordering, Herald's
+// environment and the Temporal schema/namespace jobs.
+package composecheck

@@ -1,0 +1,258 @@
+// Package postgres is Herald's production storage driver, on PostgreSQL through
+// pgx/v5. Several Herald replicas may share one database.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-run/herald/store"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migrationLockID is the advisory lock that serializes concurrent migrations.
+const migrationLockID = 0x4865_7261_6c64 // "Herald"
+
+// Driver implements store.Driver on a pgx connection pool.
+type Driver struct {
+	pool *pgxpool.Pool
+}
+
+var _ store.Driver = (*Driver)(nil)
+
+// Open connects to the database at url (a postgres:// URL or DSN). It does not
+// apply migrations; call Migrate.
+func Open(ctx context.Context, url string) (*Driver, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse database url: %w", err)
+	}
+	if cfg.MaxConns < 8 {
+		cfg.MaxConns = 8
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	return &Driver{pool: pool}, nil
+}
+
+// Pool exposes the connection pool to Herald's own tools (benchmarks, test
+// harnesses). Application code goes through the store.Driver methods.
+func (d *Driver) Pool() *pgxpool.Pool { return d.pool }
+
+// Close closes the pool.
+func (d *Driver) Close() error {
+	d.pool.Close()
+	return nil
+}
+
+// Ping checks that a connection can be made and used.
+func (d *Driver) Ping(ctx context.Context) error {
+	return d.pool.Ping(ctx)
+}
+
+// Migrate applies pending migrations under an advisory lock, so replicas
+// starting together do not race.
+func (d *Driver) Migrate(ctx context.Context) error {
+	migrations, err := store.LoadMigrations(migrationFS, "migrations")
+	if err != nil {
+		return err
+	}
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLockID); err != nil {
+		return fmt.Errorf("postgres: migrate: lock: %w", err)
+	}
+	defer func() {
+		// A fresh context: the lock must be released even if ctx is done.
+		_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, migrationLockID)
+	}()
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS herald_migrations (
+		version    integer PRIMARY KEY,
+		name       text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	applied := map[int]bool{}
+	rows, err := conn.Query(ctx, `SELECT version FROM herald_migrations`)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	for _, v := range versions {
+		applied[int(v)] = true
+	}
+	for _, m := range migrations {
+		if applied[m.Version] {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO herald_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("postgres: migration %d_%s: %w", m.Version, m.Name, err)
+		}
+	}
+	return nil
+}
+
+const insertEventsSQL = `
+INSERT INTO events AS e (id, name, data, ts, v, received_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[])
+ON CONFLICT (id) DO UPDATE
+   SET name = excluded.name, data = excluded.data, ts = excluded.ts, v = excluded.v,
+       received_at = excluded.received_at, dispatched_at = NULL
+ WHERE e.received_at < $7
+RETURNING id`
+
+// InsertEvents stores events with one statement, which Postgres runs as one
+// transaction.
+func (d *Driver) InsertEvents(ctx context.Context, events []store.Event, dedupeSince time.Time) ([]bool, error) {
+	inserted := make([]bool, len(events))
+	if len(events) == 0 {
+		return inserted, nil
+	}
+	if err := store.ValidateForInsert(events); err != nil {
+		return nil, err
+	}
+	first := store.FirstOccurrences(events)
+	var (
+		ids   = make([]string, len(first))
+		names = make([]string, len(first))
+		datas = make([]string, len(first))
+		tss   = make([]int64, len(first))
+		vs    = make([]string, len(first))
+		recvd = make([]time.Time, len(first))
+	)
+	pos := make(map[string]int, len(first))
+	for j, i := range first {
+		e := &events[i]
+		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt
+		pos[e.ID] = i
+	}
+	rows, err := d.pool.Query(ctx, insertEventsSQL, ids, names, datas, tss, vs, recvd, dedupeSince)
+	if err != nil {
+		return nil, wrapErr("insert events", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, wrapErr("insert events", err)
+		}
+		inserted[pos[id]] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr("insert events", err)
+	}
+	return inserted, nil
+}
+
+const eventColumns = `seq, id, name, data, ts, v, received_at, dispatched_at`
+
+func scanEvent(row pgx.Row) (store.Event, int64, error) {
+	var (
+		e   store.Event
+		seq int64
+	)
+	err := row.Scan(&seq, &e.ID, &e.Name, &e.Data, &e.TS, &e.V, &e.ReceivedAt, &e.DispatchedAt)
+	return e, seq, err
+}
+
+// GetEvent returns one event by id.
+func (d *Driver) GetEvent(ctx context.Context, id string) (store.Event, error) {
+	e, _, err := scanEvent(d.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Event{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Event{}, wrapErr("get event", err)
+	}
+	return e, nil
+}
+
+// ListEvents pages through events newest first.
+func (d *Driver) ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, string, error) {
+	before, err := store.DecodeCursor(f.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := f.EffectiveLimit()
+	var after, until *time.Time
+	if !f.ReceivedAfter.IsZero() {
+		after = &f.ReceivedAfter
+	}
+	if !f.ReceivedBefore.IsZero() {
+		until = &f.ReceivedBefore
+	}
+	var name *string
+	if f.Name != "" {
+		name = &f.Name
+	}
+	var cursor *int64
+	if before > 0 {
+		cursor = &before
+	}
+	rows, err := d.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE ($1::text IS NULL OR name = $1)
+		  AND ($2::timestamptz IS NULL OR received_at > $2)
+		  AND ($3::timestamptz IS NULL OR received_at < $3)
+		  AND ($4::bigint IS NULL OR seq < $4)
+		ORDER BY seq DESC
+		LIMIT $5`, name, after, until, cursor, limit+1)
+	if err != nil {
+		return nil, "", wrapErr("list events", err)
+	}
+	defer rows.Close()
+	var (
+		out  []store.Event
+		seqs []int64
+	)
+	for rows.Next() {
+		e, seq, err := scanEvent(rows)
+		if err != nil {
+			return nil, "", wrapErr("list events", err)
+		}
+		out = append(out, e)
+		seqs = append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", wrapErr("list events", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = store.EncodeCursor(seqs[limit-1])
+	}
+	return out, next, nil
+}
+
+// wrapErr names the operation and marks data errors (SQLSTATE class 22, such as
+// a JSON value Postgres cannot store) as store.ErrInvalidData.
+func wrapErr(op string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 && pgErr.Code[:2] == "22" {
+		return fmt.Errorf("postgres: %s: %w: %s", op, store.ErrInvalidData, pgErr.Message)
+	}
+	return fmt.Errorf("postgres: %s: %w", op, err)
+}

@@ -1,0 +1,161 @@
+// Package store owns Herald's durable state: the events outbox and, later, apps,
+// functions, runs and waits. It defines the Driver interface that every storage
+// backend implements; the drivers live in the postgres and sqlite subpackages and
+// all of them pass the conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// ErrNotFound is returned when a requested record does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrInvalidData is returned when the backend refuses a value that passed
+// Herald's validation (for example a JSON string Postgres cannot store). The
+// caller's input is at fault, not the backend.
+var ErrInvalidData = errors.New("store: invalid data")
+
+// ErrInvalidCursor is returned by list operations given a cursor they did not issue.
+var ErrInvalidCursor = errors.New("store: invalid cursor")
+
+// Event is one stored event. The table of events is Herald's outbox: an event is
+// pending until the router marks it dispatched.
+type Event struct {
+	// ID is the event's unique id: the client's deduplication key, or a ULID
+	// assigned at ingest.
+	ID string
+	// Name is the event name, for example "demo/user.signup".
+	Name string
+	// Data is the event payload, always a JSON object.
+	Data json.RawMessage
+	// TS is the event time in milliseconds since the Unix epoch.
+	TS int64
+	// V is the optional payload version.
+	V string
+	// ReceivedAt is when Herald accepted the event.
+	ReceivedAt time.Time
+	// DispatchedAt is when the router finished with the event; nil while pending.
+	DispatchedAt *time.Time
+}
+
+// EventFilter selects events for ListEvents. The zero value lists the newest
+// events first, DefaultListLimit of them.
+type EventFilter struct {
+	// Name, when set, selects only events with exactly this name.
+	Name string
+	// ReceivedAfter, when non-zero, selects events received strictly after it.
+	ReceivedAfter time.Time
+	// ReceivedBefore, when non-zero, selects events received strictly before it.
+	ReceivedBefore time.Time
+	// Limit is the page size; 0 means DefaultListLimit, and it is capped at MaxListLimit.
+	Limit int
+	// Cursor continues a previous listing; empty starts from the newest event.
+	Cursor string
+}
+
+const (
+	// DefaultListLimit is the page size when EventFilter.Limit is zero.
+	DefaultListLimit = 50
+	// MaxListLimit is the largest page a list operation returns.
+	MaxListLimit = 100
+)
+
+// EffectiveLimit returns the page size a driver uses for f.
+func (f EventFilter) EffectiveLimit() int {
+	switch {
+	case f.Limit <= 0:
+		return DefaultListLimit
+	case f.Limit > MaxListLimit:
+		return MaxListLimit
+	default:
+		return f.Limit
+	}
+}
+
+// Driver is a storage backend. Implementations are safe for concurrent use.
+type Driver interface {
+	// Migrate applies every embedded migration not yet applied. It is safe to run
+	// concurrently from several processes.
+	Migrate(ctx context.Context) error
+
+	// InsertEvents stores events in one transaction: either all of them are
+	// durable when it returns nil, or none are. An event whose id was already
+	// accepted at or after dedupeSince is a duplicate: it is not stored again and
+	// its inserted flag is false. An id accepted before dedupeSince is accepted
+	// anew (its row is replaced and becomes pending again). Within one call, the
+	// first occurrence of an id wins. The returned slice is parallel to events.
+	InsertEvents(ctx context.Context, events []Event, dedupeSince time.Time) (inserted []bool, err error)
+
+	// GetEvent returns the event with the given id, or ErrNotFound.
+	GetEvent(ctx context.Context, id string) (Event, error)
+
+	// ListEvents returns one page of events, newest first, and the cursor of the
+	// next page ("" when there is none).
+	ListEvents(ctx context.Context, filter EventFilter) (events []Event, next string, err error)
+
+	// Ping reports whether the backend is reachable.
+	Ping(ctx context.Context) error
+
+	// Close releases the driver's resources.
+	Close() error
+}
+
+// EncodeCursor returns the opaque cursor for a position in a listing.
+func EncodeCursor(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("s" + strconv.FormatInt(seq, 10)))
+}
+
+// DecodeCursor parses a cursor made by EncodeCursor. The empty cursor decodes to 0.
+func DecodeCursor(cursor string) (int64, error) {
+	if cursor == "" {
+		return 0, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(raw) < 2 || raw[0] != 's' {
+		return 0, ErrInvalidCursor
+	}
+	seq, err := strconv.ParseInt(string(raw[1:]), 10, 64)
+	if err != nil || seq <= 0 {
+		return 0, ErrInvalidCursor
+	}
+	return seq, nil
+}
+
+// FirstOccurrences returns the indexes of events whose id appears for the first
+// time in events. Drivers use it so one statement never touches a row twice.
+func FirstOccurrences(events []Event) []int {
+	seen := make(map[string]struct{}, len(events))
+	idx := make([]int, 0, len(events))
+	for i := range events {
+		if _, dup := seen[events[i].ID]; dup {
+			continue
+		}
+		seen[events[i].ID] = struct{}{}
+		idx = append(idx, i)
+	}
+	return idx
+}
+
+// ValidateForInsert checks the invariants every driver relies on. Ingest
+// validates user input long before this; this guards programming errors.
+func ValidateForInsert(events []Event) error {
+	for i, e := range events {
+		if e.ID == "" || e.Name == "" {
+			return fmt.Errorf("store: event %d: id and name are required", i)
+		}
+		if e.ReceivedAt.IsZero() {
+			return fmt.Errorf("store: event %d: received_at is required", i)
+		}
+		if len(e.Data) == 0 || e.Data[0] != '{' {
+			return fmt.Errorf("store: event %d: data must be a JSON object", i)
+		}
+	}
+	return nil
+}
