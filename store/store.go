@@ -43,6 +43,10 @@ type Event struct {
 	ReceivedAt time.Time
 	// DispatchedAt is when the router finished with the event; nil while pending.
 	DispatchedAt *time.Time
+	// Fresh marks an ID that Herald generated for this insert (a new ULID), so
+	// it cannot already be stored and drivers may skip the duplicate check.
+	// It is never set on events read back from a store.
+	Fresh bool
 }
 
 // EventFilter selects events for ListEvents. The zero value lists the newest

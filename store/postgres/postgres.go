@@ -125,8 +125,10 @@ ON CONFLICT (id) DO UPDATE
  WHERE e.received_at < $7
 RETURNING id`
 
-// InsertEvents stores events with one statement, which Postgres runs as one
-// transaction.
+// InsertEvents stores events in one transaction. Events whose ids Herald just
+// generated go in with COPY, the fastest path Postgres has; events with a
+// client's id go through an upsert that implements deduplication. A batch of
+// only one kind is a single statement.
 func (d *Driver) InsertEvents(ctx context.Context, events []store.Event, dedupeSince time.Time) ([]bool, error) {
 	inserted := make([]bool, len(events))
 	if len(events) == 0 {
@@ -135,37 +137,94 @@ func (d *Driver) InsertEvents(ctx context.Context, events []store.Event, dedupeS
 	if err := store.ValidateForInsert(events); err != nil {
 		return nil, err
 	}
-	first := store.FirstOccurrences(events)
+	var fresh, keyed []int
+	for _, i := range store.FirstOccurrences(events) {
+		if events[i].Fresh {
+			fresh = append(fresh, i)
+		} else {
+			keyed = append(keyed, i)
+		}
+	}
+	var err error
+	switch {
+	case len(keyed) == 0:
+		err = copyEvents(ctx, d.pool, events, fresh)
+	case len(fresh) == 0:
+		err = upsertEvents(ctx, d.pool, events, keyed, dedupeSince, inserted)
+	default:
+		err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+			if err := copyEvents(ctx, tx, events, fresh); err != nil {
+				return err
+			}
+			return upsertEvents(ctx, tx, events, keyed, dedupeSince, inserted)
+		})
+	}
+	if err != nil {
+		return nil, wrapErr("insert events", err)
+	}
+	for _, i := range fresh {
+		inserted[i] = true
+	}
+	return inserted, nil
+}
+
+// querier is what both a pool and a transaction offer.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
+}
+
+var copyColumns = []string{"id", "name", "data", "ts", "v", "received_at"}
+
+// eventSource feeds the events at idx to COPY.
+type eventSource struct {
+	events []store.Event
+	idx    []int
+	pos    int
+	row    [6]any
+}
+
+func (s *eventSource) Next() bool { s.pos++; return s.pos <= len(s.idx) }
+func (s *eventSource) Err() error { return nil }
+func (s *eventSource) Values() ([]any, error) {
+	e := &s.events[s.idx[s.pos-1]]
+	s.row = [6]any{e.ID, e.Name, e.Data, e.TS, e.V, e.ReceivedAt}
+	return s.row[:], nil
+}
+
+func copyEvents(ctx context.Context, q querier, events []store.Event, idx []int) error {
+	_, err := q.CopyFrom(ctx, pgx.Identifier{"events"}, copyColumns, &eventSource{events: events, idx: idx})
+	return err
+}
+
+func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []int, dedupeSince time.Time, inserted []bool) error {
 	var (
-		ids   = make([]string, len(first))
-		names = make([]string, len(first))
-		datas = make([]string, len(first))
-		tss   = make([]int64, len(first))
-		vs    = make([]string, len(first))
-		recvd = make([]time.Time, len(first))
+		ids   = make([]string, len(idx))
+		names = make([]string, len(idx))
+		datas = make([]string, len(idx))
+		tss   = make([]int64, len(idx))
+		vs    = make([]string, len(idx))
+		recvd = make([]time.Time, len(idx))
 	)
-	pos := make(map[string]int, len(first))
-	for j, i := range first {
+	pos := make(map[string]int, len(idx))
+	for j, i := range idx {
 		e := &events[i]
 		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt
 		pos[e.ID] = i
 	}
-	rows, err := d.pool.Query(ctx, insertEventsSQL, ids, names, datas, tss, vs, recvd, dedupeSince)
+	rows, err := q.Query(ctx, insertEventsSQL, ids, names, datas, tss, vs, recvd, dedupeSince)
 	if err != nil {
-		return nil, wrapErr("insert events", err)
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, wrapErr("insert events", err)
+			return err
 		}
 		inserted[pos[id]] = true
 	}
-	if err := rows.Err(); err != nil {
-		return nil, wrapErr("insert events", err)
-	}
-	return inserted, nil
+	return rows.Err()
 }
 
 const eventColumns = `seq, id, name, data, ts, v, received_at, dispatched_at`

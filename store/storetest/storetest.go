@@ -35,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		"ListLimitAndInvalidCursor": testListLimitAndInvalidCursor,
 		"ConcurrentInserts":         testConcurrentInserts,
 		"LargeBatch":                testLargeBatch,
+		"FreshAndKeyedInOneCall":    testFreshAndKeyedInOneCall,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -279,4 +280,42 @@ func testLargeBatch(t *testing.T, s store.Driver) {
 	e, err := s.GetEvent(ctx(t), "big04999")
 	require.NoError(t, err)
 	require.Equal(t, "big/x", e.Name)
+}
+
+// Fresh events (ids Herald just generated) may take a faster path; mixed with
+// client-keyed events in one call, both kinds are stored and deduplication of
+// the keyed ones still holds.
+func testFreshAndKeyedInOneCall(t *testing.T, s store.Driver) {
+	insert(t, s, base.Add(-time.Hour), ev("known", "k/x", base))
+	fresh := func(id string) store.Event { e := ev(id, "f/x", base); e.Fresh = true; return e }
+	got := insert(t, s, base.Add(-time.Hour),
+		fresh("01FRESH0000000000000000001"), ev("known", "k/changed", base), ev("keyed-new", "k/x", base), fresh("01FRESH0000000000000000002"))
+	require.Equal(t, []bool{true, false, true, true}, got)
+	for _, id := range []string{"01FRESH0000000000000000001", "01FRESH0000000000000000002", "keyed-new"} {
+		_, err := s.GetEvent(ctx(t), id)
+		require.NoError(t, err, id)
+	}
+	known, err := s.GetEvent(ctx(t), "known")
+	require.NoError(t, err)
+	require.Equal(t, "k/x", known.Name)
+
+	// Only fresh events, in bulk.
+	batch := make([]store.Event, 300)
+	for i := range batch {
+		batch[i] = fresh(fmt.Sprintf("01FRESHBULK%015d", i))
+	}
+	for i, ok := range insert(t, s, base.Add(-time.Hour), batch...) {
+		require.True(t, ok, "fresh event %d", i)
+	}
+	require.Len(t, listAll(t, s, store.EventFilter{Name: "f/x", Limit: 100}), 302)
+
+	// A refused value in a mixed call stores nothing of it.
+	bad := ev("keyed-bad", "k/x", base)
+	bad.Data = json.RawMessage(`{"s":"\u0000"}`)
+	_, err = s.InsertEvents(ctx(t), []store.Event{fresh("01FRESH0000000000000000003"), bad}, base.Add(-time.Hour))
+	if err != nil {
+		require.ErrorIs(t, err, store.ErrInvalidData)
+		_, err := s.GetEvent(ctx(t), "01FRESH0000000000000000003")
+		require.ErrorIs(t, err, store.ErrNotFound, "a failed call must store nothing")
+	}
 }

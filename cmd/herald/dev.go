@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/temporalx"
+)
+
+// temporalCLIVersion is the Temporal CLI Herald's dev mode is tested with.
+const temporalCLIVersion = "v1.5.1"
+
+const installTemporalHint = `the Temporal CLI was not found in ./bin or on PATH. Install it (about 4 minutes the first time) with
+    make tools
+or
+    GOBIN="$PWD/bin" go install github.com/temporalio/cli/cmd/temporal@` + temporalCLIVersion
+
+func devCommand() command {
+	var (
+		addr, dataDir, temporalAddr, namespace, temporalBin *string
+		uiPort                                              *int
+		logLevel                                            *string
+		limits                                              limitFlags
+	)
+	return command{
+		name:    "dev",
+		summary: "run Herald locally: SQLite store, a Temporal dev server with its Web UI, any event key accepted",
+		flags: func(fs *flagSet) {
+			addr = fs.String("addr", "HERALD_ADDR", "127.0.0.1:8288", "address the HTTP API listens on")
+			dataDir = fs.String("data-dir", "HERALD_DATA_DIR", ".herald", "directory for the SQLite database, the Temporal dev server's database and its log")
+			temporalAddr = fs.String("temporal-address", "HERALD_TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port; a dev server is started there unless one already answers")
+			namespace = fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace")
+			uiPort = fs.Int("temporal-ui-port", "HERALD_TEMPORAL_UI_PORT", 8233, "port of the Temporal Web UI of the dev server Herald starts")
+			temporalBin = fs.String("temporal-cli", "HERALD_TEMPORAL_CLI", "", "path to the temporal CLI binary (default: ./bin/temporal, then PATH)")
+			logLevel = fs.String("log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+			limits = addLimitFlags(fs)
+		},
+		run: func(ctx context.Context, fs *flagSet, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Sprintf("unexpected arguments %q", args)}
+			}
+			log, err := newLogger("text", *logLevel)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+				return fmt.Errorf("create data dir: %w", err)
+			}
+
+			dbPath := filepath.Join(*dataDir, "herald.db")
+			st, err := openStore(ctx, "sqlite:"+dbPath)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.Migrate(ctx); err != nil {
+				return err
+			}
+
+			var temporalProc *devServer
+			if temporalx.Reachable(*temporalAddr, 500*time.Millisecond) {
+				log.Info("using the Temporal server already running", "address", *temporalAddr)
+			} else {
+				temporalProc, err = startTemporalDevServer(log, *temporalBin, *temporalAddr, *namespace, *uiPort, *dataDir)
+				if err != nil {
+					return err
+				}
+				defer temporalProc.stop(log)
+			}
+
+			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			if err := waitTemporal(ctx, log, tc, temporalProc); err != nil {
+				return err
+			}
+			if err := temporalx.EnsureSearchAttributes(ctx, tc, *namespace); err != nil {
+				return err
+			}
+
+			srv, err := ingest.New(ingest.Config{
+				Store:            st,
+				AllowAnyEventKey: true,
+				Limits:           limits.limits(),
+				Flushers:         1, // SQLite has one writer
+				ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
+				Logger:           log,
+			})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			return serveHTTP(ctx, *addr, srv.Handler(), log, func(a net.Addr) {
+				url := "http://" + a.String()
+				uiURL := ""
+				if temporalProc != nil {
+					uiURL = "http://127.0.0.1:" + strconv.Itoa(*uiPort)
+				}
+				fmt.Fprintf(fs.stderr, "\nHerald dev server is ready.\n"+
+					"  Herald API    %s   (any event key works in dev)\n"+
+					"  Temporal UI   %s\n"+
+					"  Data          %s\n\n"+
+					"Send an event:\n"+
+					"  curl -s -X POST %s/e/dev -d '{\"name\":\"demo/user.signup\",\"data\":{\"email\":\"ada@example.com\",\"plan\":\"pro\"}}'\n"+
+					"List events:\n"+
+					"  curl -s %s/v1/events\n\n"+
+					"Press Ctrl-C to stop.\n\n",
+					url, orDefault(uiURL, "(the Temporal server at "+*temporalAddr+" was already running)"), *dataDir, url, url)
+			})
+		},
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func findTemporalCLI(explicit string) (string, error) {
+	if explicit != "" {
+		if _, err := os.Stat(explicit); err != nil {
+			return "", fmt.Errorf("temporal CLI at %s: %w", explicit, err)
+		}
+		return explicit, nil
+	}
+	if p, err := filepath.Abs(filepath.Join("bin", "temporal")); err == nil {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("temporal"); err == nil {
+		return p, nil
+	}
+	return "", errors.New(installTemporalHint)
+}
+
+// startTemporalDevServer starts the Temporal CLI dev server as a child
+// process, with its database and log in dataDir and Herald's search
+// attributes registered.
+func startTemporalDevServer(log *slog.Logger, bin, address, namespace string, uiPort int, dataDir string) (*devServer, error) {
+	path, err := findTemporalCLI(bin)
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, fmt.Errorf("temporal address %q: %w", address, err)
+	}
+	if host == "" || host == "localhost" {
+		host = "127.0.0.1"
+	}
+	logPath := filepath.Join(dataDir, "temporal.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open temporal log: %w", err)
+	}
+	args := []string{"server", "start-dev",
+		"--ip", host, "--port", port, "--ui-port", strconv.Itoa(uiPort),
+		"--db-filename", filepath.Join(dataDir, "temporal.db"),
+		"--namespace", namespace,
+		// Task priority needs the new matcher on this server version.
+		"--dynamic-config-value", "matching.useNewMatcher=true",
+		"--log-level", "warn",
+	}
+	for _, sa := range temporalx.SearchAttributes {
+		args = append(args, "--search-attribute", sa+"=Keyword")
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group: Ctrl-C reaches Herald, which stops the dev server
+	// after its own shutdown, in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log.Info("starting the Temporal dev server", "cli", path, "address", address, "ui", "http://127.0.0.1:"+strconv.Itoa(uiPort), "log", logPath)
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("start temporal dev server: %w", err)
+	}
+	dev := &devServer{cmd: cmd, exited: make(chan struct{}), logPath: logPath}
+	go func() {
+		_ = cmd.Wait()
+		_ = logFile.Close()
+		close(dev.exited)
+	}()
+	return dev, nil
+}
+
+// waitTemporal waits until Temporal answers health checks, with progress
+// messages, failing early if the dev server Herald started has exited.
+func waitTemporal(ctx context.Context, log *slog.Logger, tc client.Client, dev *devServer) error {
+	start := time.Now()
+	lastNote := start
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := tc.CheckHealth(hctx, &client.CheckHealthRequest{})
+		cancel()
+		if err == nil {
+			log.Info("Temporal is ready", "after", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if dev != nil {
+			select {
+			case <-dev.exited:
+				return fmt.Errorf("the Temporal dev server exited during startup; see %s", dev.logPath)
+			default:
+			}
+		}
+		if time.Since(start) > 2*time.Minute {
+			return fmt.Errorf("Temporal did not become ready within 2 minutes: %w", err)
+		}
+		if time.Since(lastNote) > 5*time.Second {
+			log.Info("still waiting for Temporal to start", "waited", time.Since(start).Round(time.Second))
+			lastNote = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// devServer is a Temporal CLI dev server Herald started.
+type devServer struct {
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	logPath string
+}
+
+// stop interrupts the dev server and waits for it, killing it after 10s.
+func (d *devServer) stop(log *slog.Logger) {
+	if d == nil {
+		return
+	}
+	log.Info("stopping the Temporal dev server")
+	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		<-d.exited
+	}
+}

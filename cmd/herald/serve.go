@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/temporalx"
+)
+
+func serveCommand() command {
+	var (
+		addr, dbURL, temporalAddr, namespace, eventKeys, signingKey *string
+		insecure, migrate                                           *bool
+		logFormat, logLevel                                         *string
+		commitTimeout                                               *time.Duration
+		limits                                                      limitFlags
+	)
+	return command{
+		name:    "serve",
+		summary: "run Herald in production: PostgreSQL and an existing Temporal cluster",
+		flags: func(fs *flagSet) {
+			addr = fs.String("addr", "HERALD_ADDR", ":8288", "address the HTTP API listens on")
+			dbURL = fs.String("database-url", "HERALD_DATABASE_URL", "", "PostgreSQL URL, e.g. postgres://herald:secret@db:5432/herald (required)")
+			temporalAddr = fs.String("temporal-address", "HERALD_TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
+			namespace = fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace Herald's runs live in")
+			eventKeys = fs.Secret("event-keys", "HERALD_EVENT_KEYS", "comma-separated keys accepted in POST /e/{key} (required unless --insecure)")
+			signingKey = fs.Secret("signing-key", "HERALD_SIGNING_KEY", "key the REST API requires as 'Authorization: Bearer <key>' (required unless --insecure)")
+			insecure = fs.Bool("insecure", "HERALD_INSECURE", false, "allow starting without event keys or signing key: any event key is accepted and the REST API is open")
+			migrate = fs.Bool("migrate", "HERALD_MIGRATE", false, "apply database migrations before serving (otherwise run 'herald migrate')")
+			commitTimeout = fs.Duration("commit-timeout", "HERALD_COMMIT_TIMEOUT", 5*time.Second, "how long an ingest commit may take before the request gets 503")
+			logFormat = fs.String("log-format", "HERALD_LOG_FORMAT", "json", "log format: json or text")
+			logLevel = fs.String("log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+			limits = addLimitFlags(fs)
+		},
+		run: func(ctx context.Context, fs *flagSet, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Sprintf("unexpected arguments %q", args)}
+			}
+			log, err := newLogger(*logFormat, *logLevel)
+			if err != nil {
+				return err
+			}
+			keys := splitKeys(*eventKeys)
+			if !*insecure && (len(keys) == 0 || *signingKey == "") {
+				return usageError{"refusing to start without event keys and a signing key: set HERALD_EVENT_KEYS and HERALD_SIGNING_KEY, or pass --insecure for a closed test network"}
+			}
+			if *insecure {
+				log.Warn("running with --insecure: event keys and the signing key are not enforced where unset; do not expose this server")
+			}
+
+			st, err := openStore(ctx, *dbURL)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if *migrate {
+				if err := st.Migrate(ctx); err != nil {
+					return err
+				}
+			}
+			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+
+			srv, err := ingest.New(ingest.Config{
+				Store:            st,
+				EventKeys:        keys,
+				AllowAnyEventKey: *insecure && len(keys) == 0,
+				SigningKey:       *signingKey,
+				Limits:           limits.limits(),
+				CommitTimeout:    *commitTimeout,
+				ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
+				Logger:           log,
+			})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			return serveHTTP(ctx, *addr, srv.Handler(), log, func(a net.Addr) {
+				log.Info("herald serving", "addr", a.String(), "database", redactURL(*dbURL), "temporal", *temporalAddr, "namespace", *namespace, "event_keys", len(keys))
+			})
+		},
+	}
+}
+
+func splitKeys(s string) []string {
+	var keys []string
+	for _, k := range strings.Split(s, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+func migrateCommand() command {
+	var (
+		dbURL, temporalAddr, namespace *string
+		skipTemporal                   *bool
+	)
+	return command{
+		name:    "migrate",
+		summary: "apply database migrations and register Herald's search attributes on the Temporal namespace",
+		flags: func(fs *flagSet) {
+			dbURL = fs.String("database-url", "HERALD_DATABASE_URL", "", "postgres://... or sqlite:PATH (required)")
+			temporalAddr = fs.String("temporal-address", "HERALD_TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
+			namespace = fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace to register search attributes on")
+			skipTemporal = fs.Bool("skip-temporal", "HERALD_MIGRATE_SKIP_TEMPORAL", false, "only migrate the database; do not contact Temporal")
+		},
+		run: func(ctx context.Context, fs *flagSet, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Sprintf("unexpected arguments %q", args)}
+			}
+			st, err := openStore(ctx, *dbURL)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.Migrate(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(fs.stdout, "database migrated: %s\n", redactURL(*dbURL))
+			if *skipTemporal {
+				return nil
+			}
+			log, _ := newLogger("text", "error")
+			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := temporalx.EnsureSearchAttributes(tctx, tc, *namespace); err != nil {
+				return fmt.Errorf("%w (is Temporal running at %s? use --skip-temporal to migrate only the database)", err, *temporalAddr)
+			}
+			fmt.Fprintf(fs.stdout, "search attributes registered on namespace %q: %s\n", *namespace, strings.Join(temporalx.SearchAttributes, ", "))
+			return nil
+		},
+	}
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/store/postgres"
+	"github.com/herald-run/herald/store/sqlite"
+)
+
+// openStore opens the store a database URL names: postgres:// (or
+// postgresql://) for PostgreSQL, sqlite:PATH for an SQLite file.
+func openStore(ctx context.Context, url string) (store.Driver, error) {
+	switch {
+	case url == "":
+		return nil, usageError{"a database URL is required: postgres://user@host:5432/db or sqlite:path/to/herald.db"}
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return postgres.Open(ctx, url)
+	case strings.HasPrefix(url, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
+		if path == "" {
+			return nil, usageError{"sqlite URL needs a path: sqlite:path/to/herald.db"}
+		}
+		return sqlite.Open(ctx, path)
+	default:
+		return nil, usageError{fmt.Sprintf("unsupported database URL %q: use postgres://... or sqlite:PATH", redactURL(url))}
+	}
+}
+
+// redactURL hides a password in a database URL before it is printed.
+func redactURL(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	userinfo, host, ok := strings.Cut(rest, "@")
+	if !ok {
+		return url
+	}
+	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+		return scheme + "://" + user + ":xxxxx@" + host
+	}
+	return url
+}
+
+// limitFlags are the ingest limits every server command exposes.
+type limitFlags struct {
+	maxEvents, maxEventBytes *int
+	maxBody                  *int64
+}
+
+func addLimitFlags(fs *flagSet) limitFlags {
+	return limitFlags{
+		maxEvents:     fs.Int("max-events-per-request", "HERALD_MAX_EVENTS_PER_REQUEST", ingest.DefaultMaxEventsPerRequest, "most events accepted in one request"),
+		maxBody:       fs.Int64("max-body-bytes", "HERALD_MAX_BODY_BYTES", ingest.DefaultMaxBodyBytes, "largest request body accepted, in bytes"),
+		maxEventBytes: fs.Int("max-event-bytes", "HERALD_MAX_EVENT_BYTES", ingest.DefaultMaxEventBytes, "largest single event accepted, in bytes of JSON"),
+	}
+}
+
+func (l limitFlags) limits() ingest.Limits {
+	return ingest.Limits{MaxEventsPerRequest: *l.maxEvents, MaxBodyBytes: *l.maxBody, MaxEventBytes: *l.maxEventBytes}
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("log level %q: use debug, info, warn or error", level)}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, usageError{fmt.Sprintf("log format %q: use text or json", format)}
+	}
+}
+
+// serveHTTP serves handler on addr until ctx is done, then shuts down
+// gracefully: in-flight requests finish (their events are committed) before it
+// returns.
+func serveHTTP(ctx context.Context, addr string, handler http.Handler, log *slog.Logger, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}

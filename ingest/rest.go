@@ -1,0 +1,100 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/herald-run/herald/store"
+)
+
+// EventJSON is an event as the REST API returns it.
+type EventJSON struct {
+	ID         string          `json:"id"`
+	Name       string          `json:"name"`
+	Data       json.RawMessage `json:"data"`
+	TS         int64           `json:"ts"`
+	V          string          `json:"v"`
+	ReceivedAt time.Time       `json:"received_at"`
+}
+
+func toEventJSON(e store.Event) EventJSON {
+	return EventJSON{ID: e.ID, Name: e.Name, Data: e.Data, TS: e.TS, V: e.V, ReceivedAt: e.ReceivedAt.UTC()}
+}
+
+func (s *Server) handleGetEvent(c *gin.Context) {
+	e, err := s.cfg.Store.GetEvent(c.Request.Context(), c.Param("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(c, http.StatusNotFound, fmt.Sprintf("no event with id %q", c.Param("id")))
+		return
+	}
+	if err != nil {
+		s.storeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"data": toEventJSON(e)})
+}
+
+func (s *Server) handleListEvents(c *gin.Context) {
+	var f store.EventFilter
+	f.Name = c.Query("name")
+	var err error
+	if f.ReceivedAfter, err = parseTimeParam(c.Query("received_after")); err != nil {
+		writeError(c, http.StatusBadRequest, "received_after: "+err.Error())
+		return
+	}
+	if f.ReceivedBefore, err = parseTimeParam(c.Query("received_before")); err != nil {
+		writeError(c, http.StatusBadRequest, "received_before: "+err.Error())
+		return
+	}
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > store.MaxListLimit {
+			writeError(c, http.StatusBadRequest, fmt.Sprintf("limit: must be an integer from 1 to %d", store.MaxListLimit))
+			return
+		}
+		f.Limit = n
+	}
+	f.Cursor = c.Query("cursor")
+	events, next, err := s.cfg.Store.ListEvents(c.Request.Context(), f)
+	if errors.Is(err, store.ErrInvalidCursor) {
+		writeError(c, http.StatusBadRequest, "cursor: not a cursor this API returned; start again without it")
+		return
+	}
+	if err != nil {
+		s.storeError(c, err)
+		return
+	}
+	out := make([]EventJSON, len(events))
+	for i, e := range events {
+		out[i] = toEventJSON(e)
+	}
+	c.JSON(http.StatusOK, gin.H{"data": out, "cursor": next})
+}
+
+func (s *Server) storeError(c *gin.Context, err error) {
+	s.log.Error("store request failed", "path", c.FullPath(), "err", err)
+	c.Header("Retry-After", "1")
+	writeError(c, http.StatusServiceUnavailable, "the store is unavailable; retry the request")
+}
+
+// parseTimeParam accepts RFC 3339 or integer milliseconds since the epoch; the
+// empty string is the zero time.
+func parseTimeParam(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, errors.New("must be an RFC 3339 time (2026-01-02T15:04:05Z) or milliseconds since the Unix epoch")
+	}
+	return t, nil
+}

@@ -1,0 +1,304 @@
+// Package ingest is Herald's HTTP API: event intake (POST /e/{key}), the REST v1
+// API, health, readiness and metrics. Event intake is durable: a 200 is sent
+// only after the events are committed to the store.
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/herald-run/herald/store"
+)
+
+// Config configures a Server. Only Store is required; the zero value of every
+// other field means its documented default.
+type Config struct {
+	// Store holds the events. Required.
+	Store store.Driver
+	// EventKeys are the keys accepted in POST /e/{key}. Required unless
+	// AllowAnyEventKey is set. Only their SHA-256 hashes are kept.
+	EventKeys []string
+	// AllowAnyEventKey accepts every event key; for `herald dev` only.
+	AllowAnyEventKey bool
+	// SigningKey, when set, must be sent as "Authorization: Bearer <key>" on
+	// every /v1 route. Empty leaves /v1 open; `herald serve` never does that
+	// without --insecure.
+	SigningKey string
+	// Limits bound request and event sizes; see Limits for the defaults.
+	Limits Limits
+	// DedupeWindow is how long an event id deduplicates later events with the
+	// same id. Default 24h.
+	DedupeWindow time.Duration
+	// CommitTimeout bounds one group commit; when the store does not answer in
+	// time the requests get 503. Default 5s.
+	CommitTimeout time.Duration
+	// Flushers is the number of group commits that may run at once. Default 4.
+	// SQLite has one writer, so more than one gains nothing there.
+	Flushers int
+	// MaxCommitEvents is the most events one group commit collects before it
+	// writes. Default 10,000.
+	MaxCommitEvents int
+	// ReadyChecks are run by GET /readyz, by name; the store is always checked.
+	ReadyChecks map[string]func(context.Context) error
+	// Registry receives Herald's metrics and is served on /metrics. Default: a
+	// new registry with Go runtime and process collectors.
+	Registry *prometheus.Registry
+	// Logger receives Herald's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Server is the HTTP API. Create it with New, serve Handler, and Close it after
+// the HTTP server has shut down.
+type Server struct {
+	cfg        Config
+	limits     Limits
+	engine     *gin.Engine
+	committer  *committer
+	metrics    *metrics
+	eventKeys  [][32]byte
+	signingKey *[32]byte
+	log        *slog.Logger
+}
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// New validates cfg and builds a Server. It starts the group-commit flushers.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("ingest: Config.Store is required")
+	}
+	if len(cfg.EventKeys) == 0 && !cfg.AllowAnyEventKey {
+		return nil, errors.New("ingest: at least one event key is required (or AllowAnyEventKey for development)")
+	}
+	if cfg.DedupeWindow <= 0 {
+		cfg.DedupeWindow = 24 * time.Hour
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = 5 * time.Second
+	}
+	if cfg.Flushers <= 0 {
+		cfg.Flushers = 4
+	}
+	if cfg.MaxCommitEvents <= 0 {
+		cfg.MaxCommitEvents = 10000
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:     cfg,
+		limits:  cfg.Limits.withDefaults(),
+		metrics: newMetrics(cfg.Registry),
+		log:     cfg.Logger,
+	}
+	for _, k := range cfg.EventKeys {
+		if k == "" {
+			return nil, errors.New("ingest: an event key must not be empty")
+		}
+		s.eventKeys = append(s.eventKeys, sha256.Sum256([]byte(k)))
+	}
+	if cfg.SigningKey != "" {
+		h := sha256.Sum256([]byte(cfg.SigningKey))
+		s.signingKey = &h
+	}
+	s.committer = newCommitter(cfg.Store, cfg.Flushers, cfg.MaxCommitEvents, cfg.DedupeWindow, cfg.CommitTimeout, s.metrics)
+	s.engine = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler serving every route.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Engine exposes the gin engine so Herald's own tools (the benchmark's
+// store-nothing ceiling) can mount routes on the same stack.
+func (s *Server) Engine() *gin.Engine { return s.engine }
+
+// Close flushes queued commits and stops the flushers. Call it after the HTTP
+// server has stopped accepting requests.
+func (s *Server) Close() { s.committer.Close() }
+
+func (s *Server) routes() *gin.Engine {
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.Use(s.recover, s.metrics.middleware)
+	r.NoRoute(func(c *gin.Context) {
+		writeError(c, http.StatusNotFound, fmt.Sprintf("no route for %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		writeError(c, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
+	})
+
+	r.POST("/e/:key", s.handleIngest)
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.handleReady)
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
+
+	v1 := r.Group("/v1", s.requireSigningKey)
+	v1.GET("/events", s.handleListEvents)
+	v1.GET("/events/:id", s.handleGetEvent)
+	return r
+}
+
+// errorBody is the JSON shape of every error Herald's HTTP API returns.
+type errorBody struct {
+	Status int    `json:"status"`
+	Error  string `json:"error"`
+}
+
+func writeError(c *gin.Context, status int, msg string) {
+	c.AbortWithStatusJSON(status, errorBody{Status: status, Error: msg})
+}
+
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "path", c.Request.URL.Path, "panic", v)
+			writeError(c, http.StatusInternalServerError, "internal error; the event was not accepted, retry the request")
+		}
+	}()
+	c.Next()
+}
+
+// checkKey compares key's hash against each accepted hash in constant time.
+func checkKey(key string, accepted [][32]byte) bool {
+	h := sha256.Sum256([]byte(key))
+	ok := 0
+	for i := range accepted {
+		ok |= subtle.ConstantTimeCompare(h[:], accepted[i][:])
+	}
+	return ok == 1
+}
+
+func (s *Server) requireSigningKey(c *gin.Context) {
+	if s.signingKey == nil {
+		return
+	}
+	auth := c.GetHeader("Authorization")
+	token, found := strings.CutPrefix(auth, "Bearer ")
+	if !found || token == "" {
+		writeError(c, http.StatusUnauthorized, `missing signing key: send "Authorization: Bearer <HERALD_SIGNING_KEY>"`)
+		return
+	}
+	if !checkKey(strings.TrimSpace(token), [][32]byte{*s.signingKey}) {
+		writeError(c, http.StatusUnauthorized, "invalid signing key")
+		return
+	}
+}
+
+type ingestResponse struct {
+	IDs    []string `json:"ids"`
+	Status int      `json:"status"`
+}
+
+func (s *Server) handleIngest(c *gin.Context) {
+	if !s.cfg.AllowAnyEventKey && !checkKey(c.Param("key"), s.eventKeys) {
+		s.metrics.rejected.WithLabelValues("unauthorized").Inc()
+		writeError(c, http.StatusUnauthorized, "unknown event key: send events to /e/<one of HERALD_EVENT_KEYS>")
+		return
+	}
+	if c.Request.ContentLength > s.limits.MaxBodyBytes {
+		s.tooLarge(c)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.limits.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.tooLarge(c)
+			return
+		}
+		s.metrics.rejected.WithLabelValues("invalid").Inc()
+		writeError(c, http.StatusBadRequest, "could not read request body: "+err.Error())
+		return
+	}
+	events, err := DecodeEvents(body, s.limits, time.Now())
+	if err != nil {
+		s.metrics.rejected.WithLabelValues("invalid").Inc()
+		writeError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	inserted, err := s.committer.Commit(c.Request.Context(), events)
+	if err != nil {
+		s.commitFailed(c, err)
+		return
+	}
+	ids := make([]string, len(events))
+	added := 0
+	for i := range events {
+		ids[i] = events[i].ID
+		if inserted[i] {
+			added++
+		}
+	}
+	s.metrics.accepted.Add(float64(added))
+	s.metrics.deduplicated.Add(float64(len(events) - added))
+	c.JSON(http.StatusOK, ingestResponse{IDs: ids, Status: http.StatusOK})
+}
+
+func (s *Server) tooLarge(c *gin.Context) {
+	s.metrics.rejected.WithLabelValues("too_large").Inc()
+	// The rest of the body is not read; close the connection rather than drain it.
+	c.Header("Connection", "close")
+	writeError(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes; split the events over several requests", s.limits.MaxBodyBytes))
+}
+
+func (s *Server) commitFailed(c *gin.Context, err error) {
+	switch {
+	case errors.Is(err, store.ErrInvalidData):
+		s.metrics.rejected.WithLabelValues("invalid").Inc()
+		writeError(c, http.StatusBadRequest, "the store refused the events' data; nothing was stored: "+err.Error())
+	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
+		// The client went away; nobody reads this reply.
+		writeError(c, 499, "request cancelled by the client; nothing was stored")
+	default:
+		s.metrics.rejected.WithLabelValues("unavailable").Inc()
+		s.log.Error("storing events failed", "err", err)
+		c.Header("Retry-After", "1")
+		writeError(c, http.StatusServiceUnavailable, "events could not be stored right now; nothing was stored, retry the request")
+	}
+}
+
+func (s *Server) handleReady(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]func(context.Context) error{"store": s.cfg.Store.Ping}
+	for name, fn := range s.cfg.ReadyChecks {
+		checks[name] = fn
+	}
+	status := http.StatusOK
+	result := make(map[string]string, len(checks))
+	for name, fn := range checks {
+		if err := fn(ctx); err != nil {
+			status = http.StatusServiceUnavailable
+			result[name] = err.Error()
+			continue
+		}
+		result[name] = "ok"
+	}
+	state := "ok"
+	if status != http.StatusOK {
+		state = "unavailable"
+	}
+	c.JSON(status, gin.H{"status": state, "checks": result})
+}

@@ -1,0 +1,329 @@
+// Command bench measures Herald's whole-system numbers on this machine, in one
+// run against the local PostgreSQL, and prints one line per figure:
+//
+//	bench: <name> <value> <unit>
+//
+// It is run by `make bench`. Figures depend on the machine; the ratios are
+// what the design targets (see DESIGN.md).
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/testdb"
+	"github.com/herald-run/herald/store/postgres"
+)
+
+func main() {
+	var (
+		dbURL       = flag.String("database-url", testdb.BaseURL(), "PostgreSQL to measure against [$HERALD_TEST_DATABASE_URL]")
+		duration    = flag.Duration("duration", 5*time.Second, "how long each load phase runs, after a 1s warm-up")
+		conns       = flag.Int("conns", 64, "concurrent keep-alive connections of the load client")
+		only        = flag.String("only", "", "comma-separated phases to run (ceiling,single,batch,copy); default all")
+		showMetrics = flag.Bool("metrics", false, "print the server's group-commit metrics at the end")
+		profile     = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	)
+	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx := context.Background()
+	b, err := setup(ctx, *dbURL)
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	defer b.close()
+
+	want := func(phase string) bool { return *only == "" || strings.Contains(","+*only+",", ","+phase+",") }
+	single := eventBody(1)
+	batch := eventBody(100)
+
+	var ceiling, durable, batched, copyRate float64
+	if want("ceiling") {
+		r := load(b.url+"/null/bench", single, *conns, *duration)
+		ceiling = r.rate
+		report("http_ceiling_single", r.rate, "req/s")
+		report("http_ceiling_single_p50", ms(r.p50), "ms")
+	}
+	if want("single") {
+		b.truncate(ctx)
+		r := load(b.url+"/e/bench", single, *conns, *duration)
+		durable = r.rate
+		report("ingest_single", r.rate, "events/s")
+		report("ingest_single_p50", ms(r.p50), "ms")
+		report("ingest_single_p99", ms(r.p99), "ms")
+		if ceiling > 0 {
+			report("ingest_single_vs_ceiling", durable/ceiling, "ratio (target >= 0.6)")
+		}
+	}
+	if want("copy") {
+		b.truncate(ctx)
+		best := 0.0
+		for _, rows := range []int{100, 1000, 5000} {
+			b.truncate(ctx)
+			rate, err := b.copyRate(ctx, rows, 2, *duration)
+			if err != nil {
+				log.Fatalf("bench: copy: %v", err)
+			}
+			report(fmt.Sprintf("copy_raw_%d_rows", rows), rate, "rows/s")
+			best = max(best, rate)
+		}
+		copyRate = best
+		report("copy_raw_best", best, "rows/s")
+	}
+	if want("batch") {
+		b.truncate(ctx)
+		r := load(b.url+"/e/bench", batch, *conns, *duration)
+		batched = r.rate * 100
+		report("ingest_batch100", batched, "events/s")
+		report("ingest_batch100_p50", ms(r.p50), "ms")
+		if copyRate > 0 {
+			report("ingest_batch100_vs_copy", batched/copyRate, "ratio (target >= 0.75)")
+		}
+	}
+	if *showMetrics {
+		resp, err := http.Get(b.url + "/metrics")
+		if err == nil {
+			raw, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			for _, line := range strings.Split(string(raw), "\n") {
+				if strings.HasPrefix(line, "herald_ingest_commit") && (strings.Contains(line, "_sum") || strings.Contains(line, "_count")) {
+					fmt.Fprintln(os.Stderr, line)
+				}
+			}
+		}
+	}
+	if b.errors.Load() > 0 {
+		log.Fatalf("bench: %d requests failed", b.errors.Load())
+	}
+}
+
+func report(name string, v float64, unit string) {
+	fmt.Printf("bench: %s %.2f %s\n", name, v, unit)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+type bench struct {
+	url    string
+	schema string
+	base   string
+	driver *postgres.Driver
+	server *ingest.Server
+	http   *http.Server
+	errors atomic.Int64
+}
+
+var failures = &atomic.Int64{}
+
+func setup(ctx context.Context, base string) (*bench, error) {
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL at %s: %w (start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", base, err)
+	}
+	defer conn.Close(ctx)
+	schema := "herald_bench_" + strings.ToLower(ulid.Make().String()[16:])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return nil, err
+	}
+	url := base
+	if strings.Contains(url, "?") {
+		url += "&search_path=" + schema
+	} else {
+		url += "?search_path=" + schema
+	}
+	d, err := postgres.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	srv, err := ingest.New(ingest.Config{Store: d, AllowAnyEventKey: true})
+	if err != nil {
+		return nil, err
+	}
+	// The ceiling: the same engine and middleware, a handler that reads the
+	// body and answers like ingest, storing nothing.
+	srv.Engine().POST("/null/:key", func(c *gin.Context) {
+		_, _ = io.Copy(io.Discard, c.Request.Body)
+		c.JSON(http.StatusOK, gin.H{"ids": []string{"01J00000000000000000000000"}, "status": 200})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	return &bench{url: "http://" + ln.Addr().String(), schema: schema, base: base, driver: d, server: srv, http: hs}, nil
+}
+
+func (b *bench) truncate(ctx context.Context) {
+	if _, err := b.driver.Pool().Exec(ctx, "TRUNCATE events"); err != nil {
+		log.Fatalf("bench: truncate: %v", err)
+	}
+}
+
+func (b *bench) close() {
+	_ = b.http.Close()
+	b.server.Close()
+	_ = b.driver.Close()
+	ctx := context.Background()
+	if conn, err := pgx.Connect(ctx, b.base); err == nil {
+		_, _ = conn.Exec(ctx, "DROP SCHEMA "+b.schema+" CASCADE")
+		_ = conn.Close(ctx)
+	}
+}
+
+// eventBody returns a request body of n events, as one object when n is 1.
+func eventBody(n int) []byte {
+	var buf bytes.Buffer
+	if n > 1 {
+		buf.WriteByte('[')
+	}
+	for i := range n {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"name":"bench/user.signup","data":{"userId":"u_%d","email":"user%d@example.com","plan":"pro","n":%d}}`, i, i, i)
+	}
+	if n > 1 {
+		buf.WriteByte(']')
+	}
+	return buf.Bytes()
+}
+
+type loadResult struct {
+	rate     float64 // requests per second
+	p50, p99 time.Duration
+}
+
+// load posts body to url from conns keep-alive connections for d (after a
+// one-second warm-up) and returns the request rate and latencies.
+func load(url string, body []byte, conns int, d time.Duration) loadResult {
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	defer tr.CloseIdleConnections()
+
+	var (
+		measuring atomic.Bool
+		stop      atomic.Bool
+		count     atomic.Int64
+		mu        sync.Mutex
+		lats      []time.Duration
+		wg        sync.WaitGroup
+	)
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 4096)
+			for !stop.Load() {
+				start := time.Now()
+				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failures.Add(1)
+					continue
+				}
+				if measuring.Load() {
+					count.Add(1)
+					local = append(local, time.Since(start))
+				}
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		}()
+	}
+	time.Sleep(time.Second)
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(d)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	stop.Store(true)
+	wg.Wait()
+	if f := failures.Load(); f > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d failed requests against %s\n", f, url)
+		os.Exit(1)
+	}
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	pct := func(p float64) time.Duration {
+		if len(lats) == 0 {
+			return 0
+		}
+		return lats[min(len(lats)-1, int(float64(len(lats))*p))]
+	}
+	return loadResult{rate: float64(count.Load()) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+}
+
+// copyRate COPYs the same rows ingest stores, rows per transaction, from
+// workers connections, for d, and returns rows per second.
+func (b *bench) copyRate(ctx context.Context, rows, workers int, d time.Duration) (float64, error) {
+	data := []byte(`{"userId":"u_1","email":"user1@example.com","plan":"pro","n":1}`)
+	var (
+		total atomic.Int64
+		wg    sync.WaitGroup
+		errc  = make(chan error, workers)
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([][]any, rows)
+			for time.Now().Before(deadline) {
+				now := time.Now().UTC().Truncate(time.Millisecond)
+				for i := range buf {
+					buf[i] = []any{ulid.Make().String(), "bench/user.signup", data, now.UnixMilli(), "", now}
+				}
+				n, err := b.driver.Pool().CopyFrom(ctx, pgx.Identifier{"events"},
+					[]string{"id", "name", "data", "ts", "v", "received_at"}, pgx.CopyFromRows(buf))
+				if err != nil {
+					errc <- err
+					return
+				}
+				total.Add(n)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return float64(total.Load()) / time.Since(start).Seconds(), nil
+}

@@ -1,0 +1,82 @@
+// Package temporalx holds Herald's Temporal plumbing shared by the server
+// commands: dialing, health checks and the search attributes Herald needs.
+package temporalx
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+)
+
+// SearchAttributes are the custom search attributes every Herald run carries,
+// all of type Keyword, so runs can be found in the Temporal UI by app,
+// function, event name and event id.
+var SearchAttributes = []string{"HeraldApp", "HeraldFunction", "HeraldEventName", "HeraldEventID"}
+
+// NewLazyClient returns a client that connects on first use, so Herald can
+// start (and accept events) while Temporal is still down.
+func NewLazyClient(address, namespace string, log *slog.Logger) (client.Client, error) {
+	c, err := client.NewLazyClient(client.Options{
+		HostPort:  address,
+		Namespace: namespace,
+		Logger:    sdklog.NewStructuredLogger(log),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal client for %s: %w", address, err)
+	}
+	return c, nil
+}
+
+// HealthCheck returns a readiness check that asks Temporal's frontend for its
+// health.
+func HealthCheck(c client.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			return fmt.Errorf("temporal: %w", err)
+		}
+		return nil
+	}
+}
+
+// Reachable reports whether something accepts TCP connections at address.
+func Reachable(address string, timeout time.Duration) bool {
+	conn, err := net.DialTimeout("tcp", address, timeout)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
+// EnsureSearchAttributes registers Herald's search attributes on namespace
+// where they are missing. It is idempotent.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	existing, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes of namespace %q: %w", namespace, err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for _, name := range SearchAttributes {
+		if _, ok := existing.GetCustomAttributes()[name]; !ok {
+			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace:        namespace,
+		SearchAttributes: missing,
+	})
+	if err != nil {
+		return fmt.Errorf("add search attributes to namespace %q: %w", namespace, err)
+	}
+	return nil
+}
