@@ -1,0 +1,152 @@
+package herald
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/herald-run/herald/internal/wire"
+)
+
+// Trigger says when a function runs: on an event (OnEvent) or on a schedule
+// (OnCron).
+type Trigger struct {
+	// Event is an event name or wildcard pattern ("app/*", "app/user.*").
+	Event string
+	// If is an optional CEL expression over `event`; the function runs only
+	// when it is true.
+	If string
+	// Cron is a cron expression with an optional "TZ=Zone " prefix.
+	Cron string
+}
+
+// OnEvent triggers a function on events named name, a name or a wildcard
+// pattern in which `*` stands only at the end, right after "/" or ".". An
+// optional CEL expression over `event` filters them, for example
+// `event.data.plan == "pro"`.
+func OnEvent(name string, ifExpr ...string) Trigger {
+	t := Trigger{Event: name}
+	if len(ifExpr) > 0 {
+		t.If = ifExpr[0]
+	}
+	return t
+}
+
+// OnCron triggers a function on a schedule: a five-field cron expression, with
+// an optional time zone prefix such as "TZ=Europe/Paris 0 9 * * 1-5". Each run
+// receives a herald/scheduled.timer event.
+func OnCron(expr string) Trigger { return Trigger{Cron: expr} }
+
+// Failure is what an OnFailure handler receives.
+type Failure struct {
+	FunctionID string
+	RunID      string
+	Event      TypedEvent[json.RawMessage]
+	// Error is the message of the error the run failed with.
+	Error string
+}
+
+// FunctionOpts configures a function. Only ID and Triggers are required; the
+// zero value of every other field means its documented default.
+type FunctionOpts struct {
+	// ID identifies the function within its app: lowercase letters, digits
+	// and dashes. It is also the Temporal workflow type.
+	ID string
+	// Name is a display name; default ID.
+	Name string
+	// Triggers (1 to 10) say when the function runs.
+	Triggers []Trigger
+	// Retries is how many times a failed step is retried after its first
+	// attempt, with exponential backoff from one second. 0 means the default,
+	// 4 (five attempts); a negative value means no retries.
+	Retries int
+	// StepTimeout bounds one attempt of a step; an attempt that runs longer
+	// (or whose worker died) is retried. Default 5 minutes.
+	StepTimeout time.Duration
+	// OnFailure, if set, runs in the function's workflow after the function
+	// failed (after its steps' retries), before herald/function.failed is
+	// emitted. It may call steps. Its own error is logged, not retried.
+	OnFailure func(ctx workflow.Context, f Failure) error
+}
+
+// DefaultRetries is the number of step retries when FunctionOpts.Retries is 0.
+const DefaultRetries = 4
+
+// Function is a function ready to register on a Worker. Create it with
+// NewFunction.
+type Function struct {
+	opts FunctionOpts
+	// run decodes the request into the user's types and calls the handler.
+	run func(ctx workflow.Context, req wire.RunRequest) (any, error)
+}
+
+// NewFunction declares a function: its configuration and its handler, a
+// Temporal workflow function whose input carries event data decoded into In.
+// The handler's result is encoded as JSON into the run's output. Configuration
+// errors are reported by Worker.Register and by Herald at sync.
+func NewFunction[In, Out any](opts FunctionOpts, handler func(ctx workflow.Context, in Input[In]) (Out, error)) *Function {
+	return &Function{
+		opts: opts,
+		run: func(ctx workflow.Context, req wire.RunRequest) (any, error) {
+			in := Input[In]{RunID: req.RunID, Attempt: int(workflow.GetInfo(ctx).Attempt)}
+			var err error
+			if in.Event, err = decodeEvent[In](req.Event); err != nil {
+				return nil, err
+			}
+			if len(req.Events) == 0 {
+				in.Events = []TypedEvent[In]{in.Event}
+			}
+			for _, e := range req.Events {
+				te, err := decodeEvent[In](e)
+				if err != nil {
+					return nil, err
+				}
+				in.Events = append(in.Events, te)
+			}
+			return handler(ctx, in)
+		},
+	}
+}
+
+// ID returns the function's id.
+func (f *Function) ID() string { return f.opts.ID }
+
+// retries returns the effective retry count.
+func (f *Function) retries() int {
+	switch {
+	case f.opts.Retries < 0:
+		return 0
+	case f.opts.Retries == 0:
+		return DefaultRetries
+	default:
+		return f.opts.Retries
+	}
+}
+
+func (f *Function) stepTimeout() time.Duration {
+	if f.opts.StepTimeout <= 0 {
+		return 5 * time.Minute
+	}
+	return f.opts.StepTimeout
+}
+
+// config is the function's configuration as synced to Herald.
+func (f *Function) config() wire.FunctionConfig {
+	c := wire.FunctionConfig{ID: f.opts.ID, Name: f.opts.Name, Retries: f.retries()}
+	for _, t := range f.opts.Triggers {
+		c.Triggers = append(c.Triggers, wire.TriggerConfig{Event: t.Event, If: t.If, Cron: t.Cron})
+	}
+	return c
+}
+
+func (f *Function) validate() error {
+	if f == nil || f.run == nil {
+		return fmt.Errorf("herald: nil function; create functions with herald.NewFunction")
+	}
+	if f.opts.ID == "" {
+		return fmt.Errorf("herald: a function needs an ID")
+	}
+	return nil
+}

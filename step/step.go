@@ -1,0 +1,180 @@
+// Package step holds the durable steps a Herald function is made of. Each
+// step has an id unique within the run; the id names the Temporal activity,
+// timer or child workflow in the Temporal UI. Steps may run in parallel from
+// workflow.Go goroutines; their results are futures like any Temporal call.
+package step
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/herald-run/herald"
+	"github.com/herald-run/herald/activities"
+	"github.com/herald-run/herald/internal/stepctx"
+	"github.com/herald-run/herald/internal/wire"
+)
+
+// Run runs fn(args...) as a Temporal activity whose ActivityID and summary are
+// id, and returns its result decoded into T. fn must be a named function or
+// method registered with Worker.RegisterSteps; it may take a context.Context
+// first and returns (T, error) or error. Arguments and results travel as JSON.
+//
+// A failed attempt is retried with exponential backoff (one second, doubling)
+// up to the function's Retries; an error made with herald.NonRetriable stops
+// the retries, one made with herald.RetryAfter sets the next delay. When the
+// run is cancelled, the attempt in flight is not waited for and Run returns a
+// cancellation error.
+func Run[T any](ctx workflow.Context, id string, fn any, args ...any) (T, error) {
+	var zero T
+	run, err := stepctx.From(ctx)
+	if err != nil {
+		return zero, err
+	}
+	name, err := stepctx.StepName(fn)
+	if err != nil {
+		return zero, temporal.NewNonRetryableApplicationError(err.Error(), "herald.Step", nil)
+	}
+	if err := run.Claim(id); err != nil {
+		return zero, temporal.NewNonRetryableApplicationError(err.Error(), "herald.Step", nil)
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		ActivityID:          id,
+		Summary:             id,
+		StartToCloseTimeout: run.StepTimeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Minute,
+			MaximumAttempts:    int32(run.Retries + 1),
+		},
+	})
+	var out T
+	if err := workflow.ExecuteActivity(actx, name, args...).Get(actx, &out); err != nil {
+		return zero, fmt.Errorf("step %q: %w", id, err)
+	}
+	return out, nil
+}
+
+// Sleep pauses the run for d with a durable timer named id. No worker is
+// busy while it sleeps. It returns an error only when the run is cancelled.
+func Sleep(ctx workflow.Context, id string, d time.Duration) error {
+	run, err := stepctx.From(ctx)
+	if err != nil {
+		return err
+	}
+	if err := run.Claim(id); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "herald.Step", nil)
+	}
+	if d <= 0 {
+		return nil
+	}
+	return workflow.NewTimerWithOptions(ctx, d, workflow.TimerOptions{Summary: id}).Get(ctx, nil)
+}
+
+// SleepUntil pauses the run until t (no pause when t has passed), with a
+// durable timer named id.
+func SleepUntil(ctx workflow.Context, id string, t time.Time) error {
+	return Sleep(ctx, id, t.Sub(workflow.Now(ctx)))
+}
+
+// SendEvent sends events through Herald's durable ingest, as one activity
+// named id, and returns their ids. An event without an ID gets one derived
+// from the run and step, so a retried attempt never sends an event twice and
+// the functions it triggers run once.
+func SendEvent(ctx workflow.Context, id string, events ...herald.Event) ([]string, error) {
+	run, err := stepctx.From(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := run.Claim(id); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "herald.Step", nil)
+	}
+	in := activities.SendEventsInput{Events: make([]wire.Event, len(events))}
+	for i, e := range events {
+		data := json.RawMessage(`{}`)
+		if e.Data != nil {
+			raw, err := json.Marshal(e.Data)
+			if err != nil || len(raw) == 0 || raw[0] != '{' {
+				return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("step %q: event %d (%s): data must encode to a JSON object", id, i, e.Name), "herald.Step", err)
+			}
+			data = raw
+		}
+		eid := e.ID
+		if eid == "" {
+			eid = derivedID(run.RunID, id, strconv.Itoa(i))
+		}
+		in.Events[i] = wire.Event{ID: eid, Name: e.Name, Data: data, TS: e.TS, V: e.V}
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		ActivityID:          id,
+		Summary:             id,
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: int32(run.Retries + 1)},
+	})
+	var ids []string
+	if err := workflow.ExecuteActivity(actx, stepctx.ActivitySendEvents, in).Get(actx, &ids); err != nil {
+		return nil, fmt.Errorf("step %q: %w", id, err)
+	}
+	return ids, nil
+}
+
+// Invoke runs the function functionID of the same app as a child workflow
+// named after id, with a herald/function.invoked event carrying data, and
+// returns its result decoded into T, or its error. Cancelling the run
+// cancels the child.
+func Invoke[T any](ctx workflow.Context, id, functionID string, data any) (T, error) {
+	var zero T
+	run, err := stepctx.From(ctx)
+	if err != nil {
+		return zero, err
+	}
+	if err := run.Claim(id); err != nil {
+		return zero, temporal.NewNonRetryableApplicationError(err.Error(), "herald.Step", nil)
+	}
+	raw := json.RawMessage(`{}`)
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil || len(b) == 0 || b[0] != '{' {
+			return zero, temporal.NewNonRetryableApplicationError(fmt.Sprintf("step %q: invoke data must encode to a JSON object", id), "herald.Step", err)
+		}
+		raw = b
+	}
+	childID := run.WorkflowID + "/" + id
+	req := wire.RunRequest{
+		AppID:      run.AppID,
+		FunctionID: functionID,
+		RunID:      derivedID(run.RunID, id),
+		Event: wire.Event{
+			ID:   derivedID(run.RunID, id, "event"),
+			Name: wire.EventFunctionInvoked,
+			Data: raw,
+			TS:   workflow.Now(ctx).UnixMilli(),
+		},
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:    childID,
+		TaskQueue:     run.TaskQueue,
+		StaticSummary: id,
+	})
+	var out T
+	if err := workflow.ExecuteChildWorkflow(cctx, functionID, req).Get(cctx, &out); err != nil {
+		return zero, fmt.Errorf("step %q: invoke %s: %w", id, functionID, err)
+	}
+	return out, nil
+}
+
+func derivedID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}

@@ -1,0 +1,104 @@
+package herald
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/herald-run/herald/internal/stepctx"
+	"github.com/herald-run/herald/internal/wire"
+)
+
+// workflowFunc returns the Temporal workflow that runs f: it sets up the
+// steps' context, calls the handler, runs OnFailure when it failed, and
+// reports the outcome to Herald (which records it and emits the
+// herald/function.* system event).
+func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wire.RunRequest) (json.RawMessage, error) {
+	return func(ctx workflow.Context, req wire.RunRequest) (json.RawMessage, error) {
+		info := workflow.GetInfo(ctx)
+		if req.RunID == "" {
+			// Started by a schedule or by another function: the execution is the run.
+			req.RunID = info.WorkflowExecution.RunID
+		}
+		if req.Event.ID == "" {
+			req.Event.ID = deriveID(info.WorkflowExecution.ID, "event")
+		}
+		if req.Event.TS == 0 {
+			req.Event.TS = info.WorkflowStartTime.UnixMilli()
+		}
+		if len(req.Event.Data) == 0 {
+			req.Event.Data = json.RawMessage(`{}`)
+		}
+		if req.AppID == "" {
+			req.AppID = appID
+		}
+		run := &stepctx.Run{
+			AppID:       req.AppID,
+			FunctionID:  f.opts.ID,
+			RunID:       req.RunID,
+			WorkflowID:  info.WorkflowExecution.ID,
+			TaskQueue:   info.TaskQueueName,
+			Retries:     f.retries(),
+			StepTimeout: f.stepTimeout(),
+		}
+		sctx := stepctx.With(ctx, run)
+
+		out, err := f.run(sctx, req)
+		var output json.RawMessage
+		if err == nil {
+			if output, err = json.Marshal(out); err != nil {
+				err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("herald: function %s: its result does not encode to JSON: %v", f.opts.ID, err), "herald.Output", err)
+			}
+		}
+		finish := wire.RunFinish{
+			AppID:      req.AppID,
+			FunctionID: f.opts.ID,
+			WorkflowID: info.WorkflowExecution.ID,
+			Event:      req.Event,
+			// A function reacting to another's outcome does not report its own,
+			// so a failing failure handler cannot trigger itself forever.
+			Emit: !strings.HasPrefix(req.Event.Name, "herald/function."),
+		}
+		reportCtx := ctx
+		switch {
+		case err == nil:
+			finish.Status, finish.Output = wire.StatusCompleted, output
+		case temporal.IsCanceledError(err) || errors.Is(ctx.Err(), workflow.ErrCanceled):
+			finish.Status, finish.Error = wire.StatusCancelled, "run cancelled"
+			reportCtx, _ = workflow.NewDisconnectedContext(ctx)
+		default:
+			finish.Status, finish.Error = wire.StatusFailed, err.Error()
+			if f.opts.OnFailure != nil {
+				failure := Failure{FunctionID: f.opts.ID, RunID: req.RunID, Error: err.Error(),
+					Event: TypedEvent[json.RawMessage]{ID: req.Event.ID, Name: req.Event.Name, Data: req.Event.Data, TS: req.Event.TS, V: req.Event.V}}
+				if ferr := f.opts.OnFailure(sctx, failure); ferr != nil {
+					workflow.GetLogger(ctx).Error("OnFailure handler failed", "function", f.opts.ID, "error", ferr)
+				}
+			}
+		}
+		reportCtx = workflow.WithActivityOptions(reportCtx, workflow.ActivityOptions{
+			ActivityID:          "herald-finish",
+			Summary:             "report " + strings.ToLower(finish.Status) + " to Herald",
+			StartToCloseTimeout: 30 * time.Second,
+			// Herald may be restarting; keep trying, the run's outcome must be recorded.
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+		})
+		if rerr := workflow.ExecuteActivity(reportCtx, stepctx.ActivityFinishRun, req.RunID, finish).Get(reportCtx, nil); rerr != nil {
+			workflow.GetLogger(ctx).Error("could not report the run's outcome to Herald", "error", rerr)
+		}
+		return output, err
+	}
+}
+
+// deriveID returns a deterministic event id from its parts.
+func deriveID(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:16])
+}
