@@ -31,7 +31,7 @@ build: ## build ./bin/herald
 	$(GO) build -o $(BIN)/herald ./cmd/herald
 
 dev: tools build ## run Herald locally with its example app (API :8288, Temporal UI :8233)
-	$(BIN)/herald dev --temporal-cli $(TEMPORAL)
+	$(BIN)/herald dev --examples --temporal-cli $(TEMPORAL)
 
 test: tools ## run every test (needs PostgreSQL; see README)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -212,7 +212,7 @@ func decodeOne(raw json.RawMessage, i int, limits Limits, received time.Time, ou
 		if !ok {
 			return &ValidationError{Index: i, Field: "v", Rule: "must be a string"}
 		}
-		if len(v) > MaxIDLen || hasControl(v) {
+		if utf8.RuneCountInString(v) > MaxIDLen || hasControl(v) {
 			return &ValidationError{Index: i, Field: "v", Rule: fmt.Sprintf("must be at most %d characters, without control characters", MaxIDLen)}
 		}
 		out.V = v

@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
 
+	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/store"
 )
 
@@ -53,9 +55,17 @@ type Config struct {
 	MaxCommitEvents int
 	// ReadyChecks are run by GET /readyz, by name; the store is always checked.
 	ReadyChecks map[string]func(context.Context) error
-	// Registry receives Herald's metrics and is served on /metrics. Default: a
+	// Registry validates and stores app syncs (POST /v1/apps/{app}/sync) and
+	// resolves invoked functions. Optional: without it those routes answer 503.
+	Registry *registry.Registry
+	// Temporal is used to cancel runs. Optional.
+	Temporal client.Client
+	// OnCommit is called after events are committed, to wake the router
+	// without waiting for its poll. It must not block.
+	OnCommit func()
+	// Metrics receives Herald's metrics and is served on /metrics. Default: a
 	// new registry with Go runtime and process collectors.
-	Registry *prometheus.Registry
+	Metrics *prometheus.Registry
 	// Logger receives Herald's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -95,9 +105,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxCommitEvents <= 0 {
 		cfg.MaxCommitEvents = 10000
 	}
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
-		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+		cfg.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -105,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		limits:  cfg.Limits.withDefaults(),
-		metrics: newMetrics(cfg.Registry),
+		metrics: newMetrics(cfg.Metrics),
 		log:     cfg.Logger,
 	}
 	for _, k := range cfg.EventKeys {
@@ -149,11 +159,19 @@ func (s *Server) routes() *gin.Engine {
 	r.POST("/e/:key", s.handleIngest)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.handleReady)
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{})))
 
 	v1 := r.Group("/v1", s.requireSigningKey)
 	v1.GET("/events", s.handleListEvents)
 	v1.GET("/events/:id", s.handleGetEvent)
+	v1.POST("/events", s.handleIngest)
+	v1.GET("/events/:id/runs", s.handleEventRuns)
+	v1.GET("/runs/:id", s.handleGetRun)
+	v1.DELETE("/runs/:id", s.handleCancelRun)
+	v1.POST("/runs/:id/finish", s.handleFinishRun)
+	v1.GET("/functions", s.handleListFunctions)
+	v1.POST("/apps/:app/sync", s.handleSync)
+	v1.POST("/invoke/*function_id", s.handleInvoke)
 	return r
 }
 
@@ -211,8 +229,17 @@ type ingestResponse struct {
 	Status int      `json:"status"`
 }
 
+// notify tells the router new events are waiting.
+func (s *Server) notify() {
+	if s.cfg.OnCommit != nil {
+		s.cfg.OnCommit()
+	}
+}
+
+// handleIngest serves POST /e/{key} and, behind the signing key, POST
+// /v1/events (which workers use for step.SendEvent).
 func (s *Server) handleIngest(c *gin.Context) {
-	if !s.cfg.AllowAnyEventKey && !checkKey(c.Param("key"), s.eventKeys) {
+	if c.FullPath() == "/e/:key" && !s.cfg.AllowAnyEventKey && !checkKey(c.Param("key"), s.eventKeys) {
 		s.metrics.rejected.WithLabelValues("unauthorized").Inc()
 		writeError(c, http.StatusUnauthorized, "unknown event key: send events to /e/<one of HERALD_EVENT_KEYS>")
 		return
@@ -250,6 +277,9 @@ func (s *Server) handleIngest(c *gin.Context) {
 		if inserted[i] {
 			added++
 		}
+	}
+	if added > 0 {
+		s.notify()
 	}
 	s.metrics.accepted.Add(float64(added))
 	s.metrics.deduplicated.Add(float64(len(events) - added))

@@ -109,6 +109,8 @@ type Driver interface {
 
 	// Close releases the driver's resources.
 	Close() error
+
+	Dispatcher
 }
 
 // EncodeCursor returns the opaque cursor for a position in a listing.
@@ -162,4 +164,97 @@ func ValidateForInsert(events []Event) error {
 		}
 	}
 	return nil
+}
+
+// App is an app: a set of functions that one worker deployment serves.
+type App struct {
+	ID string
+	// TaskQueue is the Temporal task queue the app's workers poll.
+	TaskQueue string
+	SyncedAt  time.Time
+}
+
+// Function is one function of an app, as last synced.
+type Function struct {
+	AppID string
+	// ID is the function's id within its app.
+	ID string
+	// Config is the function's configuration as the worker sent it (JSON).
+	Config json.RawMessage
+	// Version starts at 1 and grows by one with every sync that changes Config.
+	Version   int
+	UpdatedAt time.Time
+}
+
+// SyncResult says what a sync changed.
+type SyncResult struct {
+	Created, Updated, Removed []string // function ids
+	// Previous holds the app's functions as they were before the sync.
+	Previous []Function
+}
+
+// Run is one execution of a function for an event.
+type Run struct {
+	// ID is Herald's run id (a ULID, or the Temporal run id for runs Herald
+	// did not start itself, such as cron and invoked runs).
+	ID         string
+	AppID      string
+	FunctionID string
+	EventID    string
+	WorkflowID string
+	// Status is one of Scheduled, Running, Completed, Failed, Cancelled, Skipped.
+	Status string
+	// Output is the function's JSON result once Completed.
+	Output json.RawMessage
+	// Error is the failure message once Failed, or the reason once Skipped.
+	Error     string
+	StartedAt time.Time
+	EndedAt   *time.Time
+}
+
+// Claim is what the router reports back for a batch of claimed events.
+type Claim struct {
+	// Runs to record. A run for a (app, function, event) that already exists
+	// is ignored, so a re-dispatched event never records a second run.
+	Runs []Run
+	// Dispatched are the ids of the events that are done; the others stay
+	// pending and are claimed again later.
+	Dispatched []string
+}
+
+// Dispatcher is the part of a Driver the router and the registry use.
+type Dispatcher interface {
+	// SyncApp stores app and replaces its functions with fns in one
+	// transaction: new ones are created at version 1, changed ones get the
+	// next version, absent ones are removed.
+	SyncApp(ctx context.Context, app App, fns []Function) (SyncResult, error)
+
+	// ListApps returns every app.
+	ListApps(ctx context.Context) ([]App, error)
+
+	// ListFunctions returns every function of every app, ordered by app and id.
+	ListFunctions(ctx context.Context) ([]Function, error)
+
+	// ClaimEvents claims up to limit pending events, oldest first, and calls
+	// fn with them. It then records fn's runs and marks fn's dispatched events
+	// in one transaction. When fn fails nothing is recorded and the events stay
+	// pending. On Postgres claimed rows are locked (SKIP LOCKED), so replicas
+	// claim disjoint batches. It returns the number of events claimed.
+	ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, events []Event) (Claim, error)) (int, error)
+
+	// PendingEvents counts events not yet dispatched.
+	PendingEvents(ctx context.Context) (int64, error)
+
+	// GetRun returns a run by id, or ErrNotFound.
+	GetRun(ctx context.Context, id string) (Run, error)
+
+	// ListRunsByEvent returns the runs an event started, oldest first.
+	ListRunsByEvent(ctx context.Context, eventID string) ([]Run, error)
+
+	// FinishRun records a run's outcome (status, output, error, ended_at). A
+	// run Herald has no row for (a cron or invoked run) is inserted from r. If
+	// systemEvent is not nil it is stored in the same transaction, deduplicated
+	// by id like any event. Finishing an already finished run changes nothing
+	// and stores no second system event.
+	FinishRun(ctx context.Context, r Run, systemEvent *Event) error
 }

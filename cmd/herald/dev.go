@@ -15,7 +15,10 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/herald-run/herald"
+	"github.com/herald-run/herald/examples/demo/demoapp"
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporalx"
 )
 
@@ -32,6 +35,7 @@ func devCommand() command {
 		addr, dataDir, temporalAddr, namespace, temporalBin *string
 		uiPort                                              *int
 		logLevel                                            *string
+		examples                                            *bool
 		limits                                              limitFlags
 	)
 	return command{
@@ -45,6 +49,7 @@ func devCommand() command {
 			uiPort = fs.Int("temporal-ui-port", "HERALD_TEMPORAL_UI_PORT", 8233, "port of the Temporal Web UI of the dev server Herald starts")
 			temporalBin = fs.String("temporal-cli", "HERALD_TEMPORAL_CLI", "", "path to the temporal CLI binary (default: ./bin/temporal, then PATH)")
 			logLevel = fs.String("log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+			examples = fs.Bool("examples", "HERALD_EXAMPLES", false, "also run the example app (demo) in-process, as `go run ./examples/demo` would")
 			limits = addLimitFlags(fs)
 		},
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
@@ -92,34 +97,37 @@ func devCommand() command {
 				return err
 			}
 
-			srv, err := ingest.New(ingest.Config{
-				Store:            st,
-				AllowAnyEventKey: true,
-				Limits:           limits.limits(),
-				Flushers:         1, // SQLite has one writer
-				ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
-				Logger:           log,
-			})
-			if err != nil {
-				return err
+			uiURL := "(the Temporal server at " + *temporalAddr + " was already running)"
+			if temporalProc != nil {
+				uiURL = "http://127.0.0.1:" + strconv.Itoa(*uiPort)
 			}
-			defer srv.Close()
-			return serveHTTP(ctx, *addr, srv.Handler(), log, func(a net.Addr) {
-				url := "http://" + a.String()
-				uiURL := ""
-				if temporalProc != nil {
-					uiURL = "http://127.0.0.1:" + strconv.Itoa(*uiPort)
-				}
-				fmt.Fprintf(fs.stderr, "\nHerald dev server is ready.\n"+
-					"  Herald API    %s   (any event key works in dev)\n"+
-					"  Temporal UI   %s\n"+
-					"  Data          %s\n\n"+
-					"Send an event:\n"+
-					"  curl -s -X POST %s/e/dev -d '{\"name\":\"demo/user.signup\",\"data\":{\"email\":\"ada@example.com\",\"plan\":\"pro\"}}'\n"+
-					"List events:\n"+
-					"  curl -s %s/v1/events\n\n"+
-					"Press Ctrl-C to stop.\n\n",
-					url, orDefault(uiURL, "(the Temporal server at "+*temporalAddr+" was already running)"), *dataDir, url, url)
+			return server.Run(ctx, server.Options{
+				Addr:     *addr,
+				Store:    st,
+				Temporal: tc,
+				Logger:   log,
+				Ingest: ingest.Config{
+					AllowAnyEventKey: true,
+					Limits:           limits.limits(),
+					Flushers:         1, // SQLite has one writer
+					ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
+				},
+				Ready: func(ctx context.Context, url string) {
+					if *examples {
+						go runExamples(ctx, log, tc, url)
+					}
+					fmt.Fprintf(fs.stderr, "\nHerald dev server is ready.\n"+
+						"  Herald API    %s   (any event key works in dev)\n"+
+						"  Temporal UI   %s\n"+
+						"  Data          %s\n\n"+
+						"Send an event:\n"+
+						"  curl -s -X POST %s/e/dev -d '{\"name\":\"demo/user.signup\",\"data\":{\"email\":\"ada@example.com\",\"plan\":\"pro\"}}'\n"+
+						"List events and their runs:\n"+
+						"  curl -s %s/v1/events\n"+
+						"  curl -s %s/v1/events/<id>/runs\n\n"+
+						"Press Ctrl-C to stop.\n\n",
+						url, uiURL, *dataDir, url, url, url)
+				},
 			})
 		},
 	}
@@ -254,5 +262,19 @@ func (d *devServer) stop(log *slog.Logger) {
 	case <-time.After(10 * time.Second):
 		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 		<-d.exited
+	}
+}
+
+// runExamples runs the demo app's worker in this process until ctx is done.
+func runExamples(ctx context.Context, log *slog.Logger, tc client.Client, heraldURL string) {
+	w, err := herald.NewWorker(herald.WorkerOptions{App: demoapp.AppID, HeraldURL: heraldURL, Client: tc, Logger: log})
+	if err == nil {
+		err = demoapp.Register(w)
+	}
+	if err == nil {
+		err = w.Run(ctx)
+	}
+	if err != nil {
+		log.Error("the example app failed to start", "err", err)
 	}
 }

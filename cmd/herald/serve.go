@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporalx"
 )
 
@@ -68,22 +68,22 @@ func serveCommand() command {
 			}
 			defer tc.Close()
 
-			srv, err := ingest.New(ingest.Config{
-				Store:            st,
-				EventKeys:        keys,
-				AllowAnyEventKey: *insecure && len(keys) == 0,
-				SigningKey:       *signingKey,
-				Limits:           limits.limits(),
-				CommitTimeout:    *commitTimeout,
-				ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
-				Logger:           log,
-			})
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			return serveHTTP(ctx, *addr, srv.Handler(), log, func(a net.Addr) {
-				log.Info("herald serving", "addr", a.String(), "database", redactURL(*dbURL), "temporal", *temporalAddr, "namespace", *namespace, "event_keys", len(keys))
+			return server.Run(ctx, server.Options{
+				Addr:     *addr,
+				Store:    st,
+				Temporal: tc,
+				Logger:   log,
+				Ingest: ingest.Config{
+					EventKeys:        keys,
+					AllowAnyEventKey: *insecure && len(keys) == 0,
+					SigningKey:       *signingKey,
+					Limits:           limits.limits(),
+					CommitTimeout:    *commitTimeout,
+					ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
+				},
+				Ready: func(_ context.Context, url string) {
+					log.Info("herald serving", "url", url, "database", redactURL(*dbURL), "temporal", *temporalAddr, "namespace", *namespace, "event_keys", len(keys))
+				},
 			})
 		},
 	}

@@ -13,6 +13,15 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Typed keys of Herald's search attributes.
+var (
+	AttrApp       = temporal.NewSearchAttributeKeyKeyword("HeraldApp")
+	AttrFunction  = temporal.NewSearchAttributeKeyKeyword("HeraldFunction")
+	AttrEventName = temporal.NewSearchAttributeKeyKeyword("HeraldEventName")
+	AttrEventID   = temporal.NewSearchAttributeKeyKeyword("HeraldEventID")
 )
 
 // SearchAttributes are the custom search attributes every Herald run carries,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -24,6 +25,11 @@ var migrationFS embed.FS
 // Driver implements store.Driver on one SQLite database file.
 type Driver struct {
 	db *sql.DB
+	// claimMu makes ClaimEvents calls take turns. SQLite has no row locks to
+	// claim with, and its write lock must not be held while the router's fn
+	// runs, so claimers in this process are serialized instead (Herald runs
+	// one router per SQLite database).
+	claimMu sync.Mutex
 }
 
 var _ store.Driver = (*Driver)(nil)

@@ -36,6 +36,21 @@ func Run(t *testing.T, open Opener) {
 		"ConcurrentInserts":         testConcurrentInserts,
 		"LargeBatch":                testLargeBatch,
 		"FreshAndKeyedInOneCall":    testFreshAndKeyedInOneCall,
+		"SyncApp":                   testSyncApp,
+		"SyncAppUpdatesApp":         testSyncAppUpdatesApp,
+		"SyncAppsIsolated":          testSyncAppsIsolated,
+		"ClaimOldestFirst":          testClaimOldestFirst,
+		"ClaimEmpty":                testClaimEmpty,
+		"ClaimFnError":              testClaimFnError,
+		"ClaimPartial":              testClaimPartial,
+		"ClaimDuplicateRun":         testClaimDuplicateRun,
+		"RedispatchAfterRearm":      testRedispatchAfterRearm,
+		"ConcurrentClaims":          testConcurrentClaims,
+		"GetAndListRuns":            testGetAndListRuns,
+		"FinishRun":                 testFinishRun,
+		"FinishUnknownRun":          testFinishUnknownRun,
+		"ConcurrentFinish":          testConcurrentFinish,
+		"FinishRunInvalidOutput":    testFinishRunInvalidOutput,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -1,0 +1,139 @@
+// Package demoapp is Herald's example app, "demo": a few functions that show
+// triggers, steps, retries, failure handling and crons. Run it against a
+// running Herald with `go run ./examples/demo`, or in-process with
+// `herald dev --examples` (what `make dev` does).
+package demoapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/herald-run/herald"
+	"github.com/herald-run/herald/step"
+)
+
+// AppID is the example app's id.
+const AppID = "demo"
+
+// Signup is the data of a demo/user.signup event.
+type Signup struct {
+	UserID string `json:"userId"`
+	Email  string `json:"email"`
+	Plan   string `json:"plan"`
+}
+
+// WelcomeResult is welcome-email's output.
+type WelcomeResult struct {
+	Sent  bool   `json:"sent"`
+	Email string `json:"email"`
+}
+
+// SendWelcome pretends to send the welcome email.
+func SendWelcome(ctx context.Context, email string) (bool, error) {
+	if email == "" {
+		return false, herald.NonRetriable(errors.New("the signup has no email address"))
+	}
+	activity.GetLogger(ctx).Info("welcome email sent", "email", email)
+	return true, nil
+}
+
+// SendFollowUp pretends to send the follow-up email.
+func SendFollowUp(ctx context.Context, email string) (bool, error) {
+	activity.GetLogger(ctx).Info("follow-up email sent", "email", email)
+	return true, nil
+}
+
+// WelcomeEmail runs on every signup: a welcome email, a pause, a follow-up.
+var WelcomeEmail = herald.NewFunction(herald.FunctionOpts{
+	ID:       "welcome-email",
+	Name:     "Welcome email",
+	Triggers: []herald.Trigger{herald.OnEvent("demo/user.signup")},
+}, func(ctx workflow.Context, in herald.Input[Signup]) (WelcomeResult, error) {
+	sent, err := step.Run[bool](ctx, "send-welcome", SendWelcome, in.Event.Data.Email)
+	if err != nil {
+		return WelcomeResult{}, err
+	}
+	if err := step.Sleep(ctx, "pause", time.Second); err != nil {
+		return WelcomeResult{}, err
+	}
+	if _, err := step.Run[bool](ctx, "follow-up", SendFollowUp, in.Event.Data.Email); err != nil {
+		return WelcomeResult{}, err
+	}
+	return WelcomeResult{Sent: sent, Email: in.Event.Data.Email}, nil
+})
+
+// Payment is the data of a demo/payment.requested event.
+type Payment struct {
+	OrderID    string `json:"orderId"`
+	Amount     int    `json:"amount"`
+	FailAlways bool   `json:"fail_always"`
+}
+
+// ChargeResult is flaky-charge's output.
+type ChargeResult struct {
+	Charged  bool `json:"charged"`
+	Attempts int  `json:"attempts"`
+}
+
+// Charge fails on its first two attempts (a flaky payment provider), then
+// succeeds; with failAlways it declines for good.
+func Charge(ctx context.Context, p Payment) (ChargeResult, error) {
+	attempt := int(activity.GetInfo(ctx).Attempt)
+	if p.FailAlways {
+		return ChargeResult{}, herald.NonRetriable(fmt.Errorf("card declined for order %s", p.OrderID))
+	}
+	if attempt <= 2 {
+		return ChargeResult{}, fmt.Errorf("payment provider timed out (attempt %d)", attempt)
+	}
+	return ChargeResult{Charged: true, Attempts: attempt}, nil
+}
+
+// FlakyCharge shows retries (the charge succeeds on its third attempt) and
+// failure handling: with fail_always the charge is declined, the run fails
+// and OnFailure emits demo/payment.failed.
+var FlakyCharge = herald.NewFunction(herald.FunctionOpts{
+	ID:       "flaky-charge",
+	Name:     "Flaky charge",
+	Triggers: []herald.Trigger{herald.OnEvent("demo/payment.requested")},
+	OnFailure: func(ctx workflow.Context, f herald.Failure) error {
+		_, err := step.SendEvent(ctx, "report-failure", herald.Event{
+			Name: "demo/payment.failed",
+			Data: map[string]any{"run_id": f.RunID, "event_id": f.Event.ID, "error": f.Error},
+		})
+		return err
+	},
+}, func(ctx workflow.Context, in herald.Input[Payment]) (ChargeResult, error) {
+	return step.Run[ChargeResult](ctx, "charge", Charge, in.Event.Data)
+})
+
+// Report is nightly-report's output.
+type Report struct {
+	Generated string `json:"generated"`
+}
+
+// BuildReport pretends to build the nightly report.
+func BuildReport(ctx context.Context) (Report, error) {
+	return Report{Generated: time.Now().UTC().Format(time.RFC3339)}, nil
+}
+
+// NightlyReport runs every day at 03:00 UTC.
+var NightlyReport = herald.NewFunction(herald.FunctionOpts{
+	ID:       "nightly-report",
+	Name:     "Nightly report",
+	Triggers: []herald.Trigger{herald.OnCron("TZ=UTC 0 3 * * *")},
+}, func(ctx workflow.Context, in herald.Input[map[string]any]) (Report, error) {
+	return step.Run[Report](ctx, "build-report", BuildReport)
+})
+
+// Register adds the demo app's functions and steps to w.
+func Register(w *herald.Worker) error {
+	if err := w.Register(WelcomeEmail, FlakyCharge, NightlyReport); err != nil {
+		return err
+	}
+	return w.RegisterSteps(SendWelcome, SendFollowUp, Charge, BuildReport)
+}

@@ -1,0 +1,66 @@
+// Command demo is Herald's example worker: it syncs the demo app's functions
+// to a running Herald and runs them on Temporal until interrupted.
+//
+//	make dev                # in one terminal (or any Herald and Temporal)
+//	go run ./examples/demo  # in another
+//
+// Environment: HERALD_URL (default http://127.0.0.1:8288), HERALD_SIGNING_KEY,
+// TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE (default
+// "default").
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/herald-run/herald"
+	"github.com/herald-run/herald/examples/demo/demoapp"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tc, err := client.DialContext(ctx, client.Options{
+		HostPort:  env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+		Namespace: env("TEMPORAL_NAMESPACE", "default"),
+		Logger:    sdklog.NewStructuredLogger(log),
+	})
+	if err != nil {
+		log.Error("cannot reach Temporal", "err", err)
+		os.Exit(1)
+	}
+	defer tc.Close()
+
+	w, err := herald.NewWorker(herald.WorkerOptions{
+		App:        demoapp.AppID,
+		HeraldURL:  env("HERALD_URL", "http://127.0.0.1:8288"),
+		SigningKey: os.Getenv("HERALD_SIGNING_KEY"),
+		Client:     tc,
+		Logger:     log,
+	})
+	if err == nil {
+		err = demoapp.Register(w)
+	}
+	if err == nil {
+		err = w.Run(ctx)
+	}
+	if err != nil {
+		log.Error("demo worker failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,123 @@
+// Package server wires Herald's parts into one process: the HTTP API, the
+// function registry and the outbox router. `herald dev`, `herald serve` and
+// the integration tests all run Herald through it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.temporal.io/sdk/client"
+
+	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/registry"
+	"github.com/herald-run/herald/router"
+	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/triggers"
+)
+
+// Options configures one Herald process.
+type Options struct {
+	// Addr is the address the API listens on.
+	Addr string
+	// Store and Temporal are required.
+	Store    store.Driver
+	Temporal client.Client
+	// Ingest configures the API; Run fills in its Store, Registry, Temporal,
+	// OnCommit, Metrics and Logger.
+	Ingest ingest.Config
+	// Router configures the dispatcher; Run fills in Store, Registry,
+	// Temporal, Metrics and Logger.
+	Router router.Config
+	// Logger defaults to discard.
+	Logger *slog.Logger
+	// Ready is called once the API listens, with its base URL.
+	Ready func(ctx context.Context, baseURL string)
+}
+
+// Run runs the API and the router until ctx is done.
+func Run(ctx context.Context, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	env, err := triggers.NewEnv()
+	if err != nil {
+		return err
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg, err := registry.New(registry.Config{Store: o.Store, Env: env, Temporal: o.Temporal, Logger: o.Logger})
+	if err != nil {
+		return err
+	}
+	rc := o.Router
+	rc.Store, rc.Registry, rc.Temporal, rc.Metrics, rc.Logger = o.Store, reg, o.Temporal, router.NewMetrics(metrics), o.Logger
+	disp, err := router.New(rc)
+	if err != nil {
+		return err
+	}
+	cfg := o.Ingest
+	cfg.Store, cfg.Registry, cfg.Temporal, cfg.OnCommit, cfg.Metrics, cfg.Logger = o.Store, reg, o.Temporal, disp.Notify, metrics, o.Logger
+	srv, err := ingest.New(cfg)
+	if err != nil {
+		return err
+	}
+	routerCtx, stopRouter := context.WithCancel(context.Background())
+	routerDone := make(chan struct{})
+	go func() {
+		defer close(routerDone)
+		_ = disp.Run(routerCtx)
+	}()
+	err = ServeHTTP(ctx, o.Addr, srv.Handler(), o.Logger, func(a net.Addr) {
+		if o.Ready != nil {
+			o.Ready(ctx, "http://"+a.String())
+		}
+	})
+	// The API has stopped taking requests: flush its commits, then stop the
+	// router (what it has not dispatched stays pending for the next start).
+	srv.Close()
+	stopRouter()
+	<-routerDone
+	return err
+}
+
+// ServeHTTP serves handler on addr until ctx is done, then shuts down
+// gracefully: in-flight requests finish (their events are committed) before it
+// returns.
+func ServeHTTP(ctx context.Context, addr string, handler http.Handler, log *slog.Logger, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,39 @@
+package router
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the router's Prometheus series.
+type Metrics struct {
+	dispatched prometheus.Counter
+	started    prometheus.Counter
+	evalErrors prometheus.Counter
+	lag        prometheus.Histogram
+}
+
+// NewMetrics creates the router's metrics and registers them on reg (nil: not
+// registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		dispatched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_router_events_dispatched_total",
+			Help: "Events the router finished with (matched and their runs started).",
+		}),
+		started: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_runs_started_total",
+			Help: "Function runs started (or found already started) by the router.",
+		}),
+		evalErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_trigger_eval_errors_total",
+			Help: "Trigger expressions that failed on an event (counted as no match).",
+		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_dispatch_lag_seconds",
+			Help:    "Time from an event's acceptance to the end of its dispatch.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.dispatched, m.started, m.evalErrors, m.lag)
+	}
+	return m
+}

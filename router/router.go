@@ -1,0 +1,350 @@
+// Package router is Herald's outbox dispatcher: it claims pending events from
+// the store, matches them against the registry's triggers, starts one
+// Temporal workflow per (function, event) and records the runs. Dispatch is
+// at least once; every start is idempotent (a deterministic workflow id and
+// "already started" counted as success), so each run happens once.
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/herald-run/herald/internal/temporalx"
+	"github.com/herald-run/herald/internal/wire"
+	"github.com/herald-run/herald/registry"
+	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/triggers"
+)
+
+// Config configures a Dispatcher. Store, Registry and Temporal are required.
+type Config struct {
+	Store    store.Driver
+	Registry *registry.Registry
+	Temporal client.Client
+	// BatchSize is the most events claimed at once. Default 200.
+	BatchSize int
+	// Concurrency is the most Temporal starts in flight. Default 64.
+	Concurrency int
+	// PollInterval is how often the outbox is checked without a
+	// notification (events from another replica). Default 500ms.
+	PollInterval time.Duration
+	// StartTimeout bounds one Temporal call. Default 5s.
+	StartTimeout time.Duration
+	// EvalTimeout bounds the evaluation of one event's trigger expressions.
+	// Default 100ms.
+	EvalTimeout time.Duration
+	// Metrics receives the router's metrics; nil registers none.
+	Metrics *Metrics
+	// Logger defaults to discard.
+	Logger *slog.Logger
+}
+
+// Dispatcher moves events from the outbox to Temporal.
+type Dispatcher struct {
+	cfg  Config
+	wake chan struct{}
+	sem  chan struct{}
+}
+
+// New returns a Dispatcher; call Run to start it.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Store == nil || cfg.Registry == nil || cfg.Temporal == nil {
+		return nil, errors.New("router: Store, Registry and Temporal are required")
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 200
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 500 * time.Millisecond
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 5 * time.Second
+	}
+	if cfg.EvalTimeout <= 0 {
+		cfg.EvalTimeout = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	return &Dispatcher{cfg: cfg, wake: make(chan struct{}, 1), sem: make(chan struct{}, cfg.Concurrency)}, nil
+}
+
+// Notify wakes the dispatcher: new events are waiting. It never blocks.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run dispatches until ctx is done. Failures (store or Temporal down) are
+// logged and retried with backoff; events stay pending meanwhile.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		n, err := d.DispatchOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			backoff = min(max(backoff*2, 100*time.Millisecond), 5*time.Second)
+			d.cfg.Logger.Warn("dispatch failed; events stay pending and will be retried", "err", err, "retry_in", backoff)
+			d.sleep(ctx, backoff+time.Duration(rand.Int64N(int64(backoff/4)+1)), false)
+			continue
+		case n >= d.cfg.BatchSize:
+			backoff = 0
+			continue // more are waiting
+		}
+		backoff = 0
+		d.sleep(ctx, d.cfg.PollInterval, true)
+	}
+	return nil
+}
+
+func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration, wakeable bool) {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	var wake <-chan struct{}
+	if wakeable {
+		wake = d.wake
+	}
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}
+
+// DispatchOnce claims one batch and dispatches it. It returns how many events
+// it claimed.
+func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
+	snap, err := d.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return d.cfg.Store.ClaimEvents(ctx, d.cfg.BatchSize, func(ctx context.Context, events []store.Event) (store.Claim, error) {
+		return d.dispatch(ctx, snap, events)
+	})
+}
+
+// start is one workflow to start for one event.
+type start struct {
+	event *store.Event
+	fn    *registry.Func
+	req   wire.RunRequest
+	run   store.Run
+	err   error
+}
+
+func (d *Dispatcher) dispatch(ctx context.Context, snap *registry.Snapshot, events []store.Event) (store.Claim, error) {
+	var starts []*start
+	for i := range events {
+		e := &events[i]
+		for _, fn := range d.match(ctx, snap, e) {
+			starts = append(starts, d.plan(e, fn))
+		}
+	}
+	var wg sync.WaitGroup
+	for _, s := range starts {
+		d.sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-d.sem; wg.Done() }()
+			s.err = d.startWorkflow(ctx, s)
+		}()
+	}
+	wg.Wait()
+
+	failed := map[string]error{}
+	var claim store.Claim
+	for _, s := range starts {
+		if s.err != nil {
+			failed[s.event.ID] = s.err
+			continue
+		}
+		claim.Runs = append(claim.Runs, s.run)
+	}
+	now := time.Now()
+	for i := range events {
+		if _, bad := failed[events[i].ID]; bad {
+			continue
+		}
+		claim.Dispatched = append(claim.Dispatched, events[i].ID)
+		d.cfg.Metrics.lag.Observe(now.Sub(events[i].ReceivedAt).Seconds())
+	}
+	d.cfg.Metrics.dispatched.Add(float64(len(claim.Dispatched)))
+	d.cfg.Metrics.started.Add(float64(len(claim.Runs)))
+	if len(failed) > 0 {
+		var first error
+		for _, err := range failed {
+			first = err
+			break
+		}
+		if len(claim.Dispatched) == 0 {
+			// Nothing went through (Temporal down, say): report it so Run backs off.
+			return store.Claim{}, fmt.Errorf("router: %d of %d events could not be dispatched: %w", len(failed), len(events), first)
+		}
+		d.cfg.Logger.Warn("some events could not be dispatched; they stay pending", "failed", len(failed), "err", first)
+	}
+	return claim, nil
+}
+
+// match returns the functions an event runs.
+func (d *Dispatcher) match(ctx context.Context, snap *registry.Snapshot, e *store.Event) []*registry.Func {
+	if e.Name == wire.EventFunctionInvoked {
+		// POST /v1/invoke stores the target in the event.
+		var inv struct {
+			FunctionID string `json:"function_id"`
+		}
+		if json.Unmarshal(e.Data, &inv) == nil {
+			if fn := snap.Functions[inv.FunctionID]; fn != nil {
+				return []*registry.Func{fn}
+			}
+		}
+		d.cfg.Logger.Warn("invoked function does not exist; event ignored", "event_id", e.ID)
+		return nil
+	}
+	candidates := snap.Matcher.Candidates(e.Name)
+	if len(candidates) == 0 {
+		return nil
+	}
+	act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+	if err != nil {
+		d.cfg.Logger.Warn("event data does not decode for trigger matching", "event_id", e.ID, "err", err)
+		return nil
+	}
+	ectx, cancel := context.WithTimeout(ctx, d.cfg.EvalTimeout)
+	defer cancel()
+	keys, evalErrs := snap.Matcher.Match(ectx, act, e.Name)
+	for _, err := range evalErrs {
+		d.cfg.Metrics.evalErrors.Inc()
+		d.cfg.Logger.Debug("trigger expression failed on an event; counted as no match", "event_id", e.ID, "err", err)
+	}
+	out := make([]*registry.Func, 0, len(keys))
+	for _, k := range keys {
+		if fn := snap.Functions[k]; fn != nil {
+			out = append(out, fn)
+		}
+	}
+	return out
+}
+
+// RunID is the deterministic id of the run of fn for event: a ULID whose time
+// is the event's arrival and whose randomness comes from the key, so a
+// re-dispatch computes the same id.
+func RunID(appID, fnID, eventID string, received time.Time) string {
+	h := newKeyReader(appID + "/" + fnID + "/" + eventID)
+	return ulid.MustNew(ulid.Timestamp(received), h).String()
+}
+
+// WorkflowID is the deterministic workflow id of the run of fn for event.
+func WorkflowID(appID, fnID, eventID string) string {
+	return appID + "/" + fnID + "/" + eventID
+}
+
+func (d *Dispatcher) plan(e *store.Event, fn *registry.Func) *start {
+	ev := wire.Event{ID: e.ID, Name: e.Name, Data: e.Data, TS: e.TS, V: e.V}
+	if e.Name == wire.EventFunctionInvoked {
+		var inv struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if json.Unmarshal(e.Data, &inv) == nil && len(inv.Data) > 0 && inv.Data[0] == '{' {
+			ev.Data = inv.Data
+		} else {
+			ev.Data = json.RawMessage(`{}`)
+		}
+	}
+	runID := RunID(fn.AppID, fn.ID, e.ID, e.ReceivedAt)
+	return &start{
+		event: e,
+		fn:    fn,
+		req:   wire.RunRequest{AppID: fn.AppID, FunctionID: fn.ID, RunID: runID, Event: ev},
+		run: store.Run{
+			ID: runID, AppID: fn.AppID, FunctionID: fn.ID, EventID: e.ID,
+			WorkflowID: WorkflowID(fn.AppID, fn.ID, e.ID),
+		},
+	}
+}
+
+func (d *Dispatcher) startWorkflow(ctx context.Context, s *start) error {
+	now := time.Now()
+	opts := client.StartWorkflowOptions{
+		ID:                       s.run.WorkflowID,
+		TaskQueue:                s.fn.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// Without this an existing id returns the old run silently.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporalx.AttrApp.ValueSet(s.fn.AppID),
+			temporalx.AttrFunction.ValueSet(s.fn.ID),
+			temporalx.AttrEventName.ValueSet(s.event.Name),
+			temporalx.AttrEventID.ValueSet(s.event.ID),
+		),
+		StaticSummary: s.event.Name,
+	}
+	s.run.Status = wire.StatusRunning
+	if at := time.UnixMilli(s.event.TS); at.After(now) {
+		opts.StartDelay = at.Sub(now)
+		s.run.Status = wire.StatusScheduled
+	}
+	s.run.StartedAt = now
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
+	defer cancel()
+	_, err := d.cfg.Temporal.ExecuteWorkflow(cctx, opts, s.fn.ID, s.req)
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &already) {
+		return nil // started by an earlier dispatch of this event
+	}
+	if err != nil {
+		return fmt.Errorf("start %s for event %s: %w", s.run.WorkflowID, s.event.ID, err)
+	}
+	return nil
+}
+
+// keyReader is an endless deterministic byte stream derived from a key, used
+// as ULID entropy.
+type keyReader struct {
+	state uint64
+}
+
+func newKeyReader(key string) io.Reader {
+	// FNV-1a of the key seeds a splitmix64 stream.
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return &keyReader{state: h}
+}
+
+func (r *keyReader) Read(p []byte) (int, error) {
+	for i := range p {
+		if i%8 == 0 {
+			r.state += 0x9e3779b97f4a7c15
+		}
+		z := r.state
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		p[i] = byte(z >> (8 * (i % 8)))
+	}
+	return len(p), nil
+}

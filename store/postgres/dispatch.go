@@ -1,0 +1,360 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/herald-run/herald/store"
+)
+
+const upsertAppSQL = `
+INSERT INTO apps (id, task_queue, synced_at) VALUES ($1, $2, now())
+ON CONFLICT (id) DO UPDATE SET task_queue = excluded.task_queue, synced_at = excluded.synced_at`
+
+// upsertFunctionsSQL creates new functions at version 1 and bumps the version
+// of those whose config changed (jsonb equality, so key order and spacing do
+// not count). Unchanged functions are not touched and not returned.
+const upsertFunctionsSQL = `
+INSERT INTO functions AS f (app_id, id, config, version, updated_at)
+SELECT $1, u.id, u.config, 1, now() FROM unnest($2::text[], $3::jsonb[]) AS u(id, config)
+ON CONFLICT (app_id, id) DO UPDATE
+   SET config = excluded.config, version = f.version + 1, updated_at = excluded.updated_at
+ WHERE f.config <> excluded.config
+RETURNING id, version`
+
+const functionColumns = `app_id, id, config, version, updated_at`
+
+// SyncApp stores app and replaces its functions in one transaction.
+func (d *Driver) SyncApp(ctx context.Context, app store.App, fns []store.Function) (store.SyncResult, error) {
+	if err := store.ValidateFunctionIDs(fns); err != nil {
+		return store.SyncResult{}, err
+	}
+	// Never nil: a nil array is NULL, and "id <> ALL(NULL)" would remove nothing.
+	ids := make([]string, len(fns))
+	configs := make([]string, len(fns))
+	for i, f := range fns {
+		ids[i], configs[i] = f.ID, string(f.Config)
+	}
+	var res store.SyncResult
+	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		res = store.SyncResult{}
+		// The app row is upserted first: its lock makes concurrent syncs of
+		// one app take turns, so each reads the functions the last one left.
+		if _, err := tx.Exec(ctx, upsertAppSQL, app.ID, app.TaskQueue); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT `+functionColumns+` FROM functions WHERE app_id = $1 ORDER BY id`, app.ID)
+		if err != nil {
+			return err
+		}
+		if res.Previous, err = pgx.CollectRows(rows, scanFunction); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, upsertFunctionsSQL, app.ID, ids, configs)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var (
+				id      string
+				version int
+			)
+			if err := rows.Scan(&id, &version); err != nil {
+				rows.Close()
+				return err
+			}
+			if version == 1 {
+				res.Created = append(res.Created, id)
+			} else {
+				res.Updated = append(res.Updated, id)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `DELETE FROM functions WHERE app_id = $1 AND id <> ALL($2::text[]) RETURNING id`, app.ID, ids)
+		if err != nil {
+			return err
+		}
+		res.Removed, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return store.SyncResult{}, wrapErr("sync app", err)
+	}
+	slices.Sort(res.Created)
+	slices.Sort(res.Updated)
+	slices.Sort(res.Removed)
+	return res, nil
+}
+
+func scanFunction(row pgx.CollectableRow) (store.Function, error) {
+	var f store.Function
+	err := row.Scan(&f.AppID, &f.ID, &f.Config, &f.Version, &f.UpdatedAt)
+	return f, err
+}
+
+// ListApps returns every app, ordered by id.
+func (d *Driver) ListApps(ctx context.Context) ([]store.App, error) {
+	rows, err := d.pool.Query(ctx, `SELECT id, task_queue, synced_at FROM apps ORDER BY id`)
+	if err != nil {
+		return nil, wrapErr("list apps", err)
+	}
+	apps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.App, error) {
+		var a store.App
+		err := row.Scan(&a.ID, &a.TaskQueue, &a.SyncedAt)
+		return a, err
+	})
+	if err != nil {
+		return nil, wrapErr("list apps", err)
+	}
+	return apps, nil
+}
+
+// ListFunctions returns every function, ordered by app and id.
+func (d *Driver) ListFunctions(ctx context.Context) ([]store.Function, error) {
+	rows, err := d.pool.Query(ctx, `SELECT `+functionColumns+` FROM functions ORDER BY app_id, id`)
+	if err != nil {
+		return nil, wrapErr("list functions", err)
+	}
+	fns, err := pgx.CollectRows(rows, scanFunction)
+	if err != nil {
+		return nil, wrapErr("list functions", err)
+	}
+	return fns, nil
+}
+
+// ClaimEvents locks up to limit pending events (skipping rows another replica
+// holds), calls fn with them while the locks are held, and records fn's claim
+// in the same transaction. A failing fn rolls everything back.
+func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, events []store.Event) (store.Claim, error)) (int, error) {
+	if limit <= 0 {
+		return 0, store.ErrClaimLimit
+	}
+	tx, err := d.pool.Begin(ctx)
+	if err != nil {
+		return 0, wrapErr("claim events", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }() // a no-op after Commit
+	rows, err := tx.Query(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+	if err != nil {
+		return 0, wrapErr("claim events", err)
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Event, error) {
+		e, _, err := scanEvent(row)
+		return e, err
+	})
+	if err != nil {
+		return 0, wrapErr("claim events", err)
+	}
+	if len(events) == 0 {
+		return 0, nil
+	}
+	claim, err := fn(ctx, events)
+	if err != nil {
+		return 0, err
+	}
+	if err := recordClaim(ctx, tx, events, claim); err != nil {
+		return 0, wrapErr("claim events", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, wrapErr("claim events", err)
+	}
+	return len(events), nil
+}
+
+const insertRunsSQL = `
+INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
+SELECT u.id, u.app_id, u.function_id, nullif(u.event_id, ''), u.workflow_id, u.status, u.output, u.error, u.started_at, u.ended_at
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[],
+              $9::timestamptz[], $10::timestamptz[])
+       AS u(id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
+ON CONFLICT DO NOTHING`
+
+// recordClaim stores claim's runs (ignoring those that exist) and marks its
+// dispatched events, only among the events this transaction claimed.
+func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, claim store.Claim) error {
+	if n := len(claim.Runs); n > 0 {
+		var (
+			ids     = make([]string, n)
+			apps    = make([]string, n)
+			fns     = make([]string, n)
+			evs     = make([]string, n)
+			wfs     = make([]string, n)
+			sts     = make([]string, n)
+			errs    = make([]string, n)
+			outputs = make([]*string, n)
+			started = make([]time.Time, n)
+			ended   = make([]*time.Time, n)
+		)
+		now := time.Now()
+		for i, r := range claim.Runs {
+			if err := store.ValidateRun(r); err != nil {
+				return err
+			}
+			ids[i], apps[i], fns[i], evs[i], wfs[i], sts[i], errs[i] = r.ID, r.AppID, r.FunctionID, r.EventID, r.WorkflowID, r.Status, r.Error
+			outputs[i], started[i], ended[i] = jsonParam(r.Output), r.StartedAt, r.EndedAt
+			if started[i].IsZero() {
+				started[i] = now
+			}
+		}
+		if _, err := tx.Exec(ctx, insertRunsSQL, ids, apps, fns, evs, wfs, sts, outputs, errs, started, ended); err != nil {
+			return err
+		}
+	}
+	claimed := make(map[string]bool, len(events))
+	for _, e := range events {
+		claimed[e.ID] = true
+	}
+	done := make([]string, 0, len(claim.Dispatched))
+	for _, id := range claim.Dispatched {
+		if claimed[id] {
+			done = append(done, id)
+			claimed[id] = false // once
+		}
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE events SET dispatched_at = now() WHERE id = ANY($1) AND dispatched_at IS NULL`, done)
+	return err
+}
+
+// PendingEvents counts events not yet dispatched.
+func (d *Driver) PendingEvents(ctx context.Context) (int64, error) {
+	var n int64
+	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE dispatched_at IS NULL`).Scan(&n); err != nil {
+		return 0, wrapErr("pending events", err)
+	}
+	return n, nil
+}
+
+const runColumns = `id, app_id, function_id, coalesce(event_id, ''), workflow_id, status, output, error, started_at, ended_at`
+
+func scanRun(row pgx.Row) (store.Run, error) {
+	var (
+		r      store.Run
+		output []byte
+	)
+	err := row.Scan(&r.ID, &r.AppID, &r.FunctionID, &r.EventID, &r.WorkflowID, &r.Status, &output, &r.Error, &r.StartedAt, &r.EndedAt)
+	if output != nil {
+		r.Output = json.RawMessage(output)
+	}
+	return r, err
+}
+
+// GetRun returns a run by id.
+func (d *Driver) GetRun(ctx context.Context, id string) (store.Run, error) {
+	r, err := scanRun(d.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Run{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Run{}, wrapErr("get run", err)
+	}
+	return r, nil
+}
+
+// ListRunsByEvent returns an event's runs, oldest first.
+func (d *Driver) ListRunsByEvent(ctx context.Context, eventID string) ([]store.Run, error) {
+	rows, err := d.pool.Query(ctx, `SELECT `+runColumns+` FROM runs WHERE event_id = $1 ORDER BY started_at, id`, eventID)
+	if err != nil {
+		return nil, wrapErr("list runs", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Run, error) { return scanRun(row) })
+	if err != nil {
+		return nil, wrapErr("list runs", err)
+	}
+	return runs, nil
+}
+
+const finishedStatuses = `('Completed', 'Failed', 'Cancelled', 'Skipped')`
+
+// insertFinishedRunSQL inserts a run Herald has no row for. If the run of the
+// same (app, function, event) exists under another id, that row is finished
+// instead, unless it already is; then nothing is returned.
+const insertFinishedRunSQL = `
+INSERT INTO runs AS r (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
+VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))
+ON CONFLICT (app_id, function_id, event_id) DO UPDATE
+   SET status = excluded.status, output = excluded.output, error = excluded.error, ended_at = excluded.ended_at
+ WHERE r.status NOT IN ` + finishedStatuses + `
+RETURNING id`
+
+const insertSystemEventSQL = `
+INSERT INTO events (id, name, data, ts, v, received_at) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (id) DO NOTHING`
+
+// FinishRun records a run's outcome and its system event in one transaction.
+func (d *Driver) FinishRun(ctx context.Context, r store.Run, systemEvent *store.Event) error {
+	if err := store.ValidateFinish(r); err != nil {
+		return err
+	}
+	if systemEvent != nil {
+		if err := store.ValidateForInsert([]store.Event{*systemEvent}); err != nil {
+			return err
+		}
+	}
+	if r.StartedAt.IsZero() {
+		r.StartedAt = time.Now()
+	}
+	for attempt := 0; ; attempt++ {
+		err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error { return finishRun(ctx, tx, r, systemEvent) })
+		// A concurrent FinishRun inserted the same run first; the retry finds
+		// its row and sees it finished.
+		if isUniqueViolation(err) && attempt < 2 {
+			continue
+		}
+		if err != nil {
+			return wrapErr("finish run", err)
+		}
+		return nil
+	}
+}
+
+func finishRun(ctx context.Context, tx pgx.Tx, r store.Run, systemEvent *store.Event) error {
+	var status string
+	err := tx.QueryRow(ctx, `SELECT status FROM runs WHERE id = $1 FOR UPDATE`, r.ID).Scan(&status)
+	switch {
+	case err == nil:
+		if store.RunFinished(status) {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `UPDATE runs SET status = $2, output = $3, error = $4, ended_at = coalesce($5::timestamptz, now())
+			WHERE id = $1`, r.ID, r.Status, jsonParam(r.Output), r.Error, r.EndedAt)
+	case errors.Is(err, pgx.ErrNoRows):
+		var id string
+		err = tx.QueryRow(ctx, insertFinishedRunSQL, r.ID, r.AppID, r.FunctionID, r.EventID, r.WorkflowID,
+			r.Status, jsonParam(r.Output), r.Error, r.StartedAt, r.EndedAt).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // this (app, function, event) already finished under another run id
+		}
+	}
+	if err != nil || systemEvent == nil {
+		return err
+	}
+	e := systemEvent
+	_, err = tx.Exec(ctx, insertSystemEventSQL, e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt)
+	return err
+}
+
+// jsonParam passes a JSON value to a jsonb parameter; empty is NULL.
+func jsonParam(raw json.RawMessage) *string {
+	if len(raw) == 0 {
+		return nil
+	}
+	s := string(raw)
+	return &s
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}

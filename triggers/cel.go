@@ -1,0 +1,252 @@
+package triggers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/ext"
+)
+
+const (
+	// MaxExprLen is the longest expression Compile accepts, in bytes.
+	MaxExprLen = 4096
+
+	// CostLimit bounds the runtime cost of one evaluation, in CEL cost units
+	// (roughly one unit per operation, more for string and list work). An
+	// evaluation that exceeds it stops with an error instead of stalling the
+	// router. Compile rejects expressions whose smallest possible cost is
+	// already above it.
+	CostLimit = 1_000_000
+
+	// interruptCheckFrequency is how many comprehension iterations run
+	// between checks of the evaluation context, so a cancelled or expired
+	// ctx stops a long loop promptly.
+	interruptCheckFrequency = 100
+
+	// DefaultCacheSize is how many compiled expressions [Env.Cached] keeps.
+	DefaultCacheSize = 10_000
+)
+
+// Env is the CEL environment for trigger expressions. It declares one
+// variable, event, a map with the fields name (string), data (map), id
+// (string), ts (int, milliseconds since the Unix epoch) and v (string), as
+// built by [EventActivation]. It offers the standard CEL library and macros
+// (has, all, exists, exists_one, map, filter) and the cel-go string
+// extensions (lowerAscii, upperAscii, split, join, replace, substring,
+// indexOf, trim, format, ...). It has no function that reaches the
+// network, the file system or the clock.
+//
+// An Env is safe for concurrent use.
+type Env struct {
+	env   *cel.Env
+	cache *programCache
+}
+
+// NewEnv builds the trigger environment. Building one costs a few
+// milliseconds, so build it once and share it.
+func NewEnv() (*Env, error) {
+	env, err := cel.NewEnv(
+		cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)),
+		ext.Strings(),
+		// Lets `1.5 < 2` type-check; values read from event data are dyn and
+		// already compare across int and double at run time.
+		cel.CrossTypeNumericComparisons(true),
+		// Timestamp accessors such as getHours() default to UTC rather than
+		// the host's zone, so results do not depend on the machine.
+		cel.DefaultUTCTimeZone(true),
+		cel.ParserExpressionSizeLimit(MaxExprLen),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("triggers: build CEL environment: %w", err)
+	}
+	return &Env{env: env, cache: newProgramCache(DefaultCacheSize)}, nil
+}
+
+// CompileError is an expression that does not compile: a syntax error, an
+// unknown identifier or function, a type error, a non-boolean result, an
+// empty expression, one over MaxExprLen, or one whose cost is certain to exceed
+// CostLimit. Line and Column are 1-based and locate the first problem;
+// they are 0 when the problem concerns the whole expression.
+type CompileError struct {
+	Expr    string
+	Message string
+	Line    int
+	Column  int
+}
+
+// Error returns a one-line description with the (possibly shortened)
+// expression and, when known, the position.
+func (e *CompileError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("triggers: expression %s: line %d, column %d: %s", shorten(e.Expr), e.Line, e.Column, e.Message)
+	}
+	return fmt.Sprintf("triggers: expression %s: %s", shorten(e.Expr), e.Message)
+}
+
+// shorten quotes s, cutting it to 120 runes so one bad expression cannot
+// flood a log line.
+func shorten(s string) string {
+	const max = 120
+	if utf8.RuneCountInString(s) <= max {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%.*q…", max, s)
+}
+
+// Program is a compiled boolean expression. It is immutable and safe for
+// concurrent use.
+type Program struct {
+	expr string
+	prg  cel.Program
+}
+
+// Expr returns the source expression.
+func (p *Program) Expr() string { return p.expr }
+
+// Compile parses and type-checks expr against the environment and plans it
+// for evaluation. It returns a *CompileError when expr is empty, longer
+// than MaxExprLen, invalid, not of type bool (dyn is accepted and checked
+// at evaluation), or certain to exceed CostLimit. Compile at registration
+// time so users see the error when they sync, not at their first event.
+func (e *Env) Compile(expr string) (*Program, error) {
+	if len(expr) > MaxExprLen {
+		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("%d bytes is longer than the limit of %d", len(expr), MaxExprLen)}
+	}
+	if strings.TrimSpace(expr) == "" {
+		return nil, &CompileError{Expr: expr, Message: "expression is empty"}
+	}
+	ast, iss := e.env.Compile(expr)
+	if iss.Err() != nil {
+		errs := iss.Errors()
+		ce := &CompileError{Expr: expr, Message: "invalid expression"}
+		if len(errs) > 0 {
+			ce.Message = errs[0].Message
+			ce.Line = errs[0].Location.Line()
+			ce.Column = errs[0].Location.Column() + 1 // cel-go columns are 0-based
+			if ce.Line <= 0 {
+				ce.Line, ce.Column = 0, 0
+			}
+			if len(errs) > 1 {
+				ce.Message += fmt.Sprintf(" (and %d more errors)", len(errs)-1)
+			}
+		}
+		return nil, ce
+	}
+	if k := ast.OutputType().Kind(); k != types.BoolKind && k != types.DynKind {
+		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("must evaluate to bool, not %s", ast.OutputType())}
+	}
+	// With event data unknown, the estimate's lower bound only counts work
+	// the expression always does (literal lists and the like); if even that
+	// is over the limit, every evaluation would fail, so say so now.
+	if est, err := e.env.EstimateCost(ast, nilEstimator{}); err == nil && est.Min > CostLimit {
+		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("estimated cost %d always exceeds the limit of %d", est.Min, CostLimit)}
+	}
+	prg, err := e.env.Program(ast,
+		cel.EvalOptions(cel.OptOptimize),
+		cel.CostLimit(CostLimit),
+		cel.InterruptCheckFrequency(interruptCheckFrequency),
+	)
+	if err != nil {
+		// OptOptimize precompiles constant regular expressions, so a bad
+		// pattern in matches() surfaces here.
+		return nil, &CompileError{Expr: expr, Message: err.Error()}
+	}
+	return &Program{expr: expr, prg: prg}, nil
+}
+
+// Cached is Compile with memoisation: each distinct expression is compiled
+// once and the result, Program or *CompileError, is shared by all callers.
+// Concurrent calls for the same expression wait for a single compilation.
+// The cache holds up to DefaultCacheSize expressions; past that, an
+// arbitrary entry is dropped and will be compiled again when next asked for.
+func (e *Env) Cached(expr string) (*Program, error) {
+	return e.cache.get(expr, e.Compile)
+}
+
+// ErrNotBool is returned (wrapped) by [Program.Eval] when a dyn expression
+// produces a value that is not a bool.
+var ErrNotBool = errors.New("triggers: expression did not evaluate to a bool")
+
+// Eval runs the program against event, the map built by
+// [EventActivation], and reports whether the expression is true.
+//
+// Any evaluation failure (a missing key, a type mismatch, a non-bool
+// result, division by zero, the cost limit, or ctx being cancelled or past
+// its deadline) returns false and an error; Eval never panics. Long
+// comprehensions check ctx every few iterations, so give ctx a deadline to
+// bound wall-clock time as well as cost. ctx must not be nil.
+func (p *Program) Eval(ctx context.Context, event map[string]any) (ok bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
+	}
+	// cel-go converts arbitrary Go values lazily; a value of a kind it does
+	// not expect must cost one event an error, not the router its process.
+	defer func() {
+		if r := recover(); r != nil {
+			ok, err = false, fmt.Errorf("triggers: evaluate %s: panic: %v", shorten(p.expr), r)
+		}
+	}()
+	out, _, err := p.prg.ContextEval(ctx, map[string]any{"event": event})
+	if err != nil {
+		return false, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
+	}
+	b, isBool := out.(types.Bool)
+	if !isBool {
+		return false, fmt.Errorf("%w: %s gave %s", ErrNotBool, shorten(p.expr), out.Type())
+	}
+	return bool(b), nil
+}
+
+// programCache memoises compilation. Entries are created under the mutex
+// and filled outside it, so a slow compile blocks only callers of the same
+// expression.
+type programCache struct {
+	mu      sync.Mutex
+	max     int
+	entries map[string]*cacheEntry
+}
+
+type cacheEntry struct {
+	once sync.Once
+	prg  *Program
+	err  error
+}
+
+func newProgramCache(max int) *programCache {
+	return &programCache{max: max, entries: make(map[string]*cacheEntry)}
+}
+
+func (c *programCache) get(expr string, compile func(string) (*Program, error)) (*Program, error) {
+	c.mu.Lock()
+	ent, ok := c.entries[expr]
+	if !ok {
+		if len(c.entries) >= c.max {
+			for k := range c.entries { // map order makes this an arbitrary victim
+				delete(c.entries, k)
+				break
+			}
+		}
+		ent = &cacheEntry{}
+		c.entries[expr] = ent
+	}
+	c.mu.Unlock()
+	ent.once.Do(func() { ent.prg, ent.err = compile(expr) })
+	return ent.prg, ent.err
+}
+
+// nilEstimator knows nothing about input sizes, so cost estimates fall back
+// to cel-go's defaults: unknown sizes range from 0 to unbounded.
+type nilEstimator struct{}
+
+func (nilEstimator) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
+
+func (nilEstimator) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
