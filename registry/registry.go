@@ -286,4 +286,3 @@ func (s *Snapshot) Sorted() []*Func {
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out
 }
-
