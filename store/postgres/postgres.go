@@ -198,6 +198,37 @@ func copyEvents(ctx context.Context, q querier, events []store.Event, idx []int)
 }
 
 func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []int, dedupeSince time.Time, inserted []bool) error {
+	// Drop the ids already accepted within the window with a plain read first.
+	// The upsert would skip them too, but it locks each existing row before
+	// checking its WHERE, and the router holds claimed rows locked while it
+	// calls Temporal: a client retrying a send must not wait for that.
+	candidates := make([]string, len(idx))
+	for j, i := range idx {
+		candidates[j] = events[i].ID
+	}
+	rows, err := q.Query(ctx, `SELECT id FROM events WHERE id = ANY($1) AND received_at >= $2`, candidates, dedupeSince)
+	if err != nil {
+		return err
+	}
+	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	if len(known) > 0 {
+		dup := make(map[string]bool, len(known))
+		for _, id := range known {
+			dup[id] = true
+		}
+		kept := idx[:0:0]
+		for _, i := range idx {
+			if !dup[events[i].ID] {
+				kept = append(kept, i)
+			}
+		}
+		if idx = kept; len(idx) == 0 {
+			return nil
+		}
+	}
 	var (
 		ids   = make([]string, len(idx))
 		names = make([]string, len(idx))
@@ -212,7 +243,7 @@ func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []in
 		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt
 		pos[e.ID] = i
 	}
-	rows, err := q.Query(ctx, insertEventsSQL, ids, names, datas, tss, vs, recvd, dedupeSince)
+	rows, err = q.Query(ctx, insertEventsSQL, ids, names, datas, tss, vs, recvd, dedupeSince)
 	if err != nil {
 		return err
 	}
