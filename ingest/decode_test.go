@@ -258,17 +258,25 @@ func TestDecodeEventsAccepts(t *testing.T) {
 		seen := map[string]bool{}
 		for _, e := range events {
 			requireULID(t, e.ID)
+			require.True(t, e.Fresh, "a generated id is fresh")
 			require.False(t, seen[e.ID], "duplicate generated id %s", e.ID)
 			seen[e.ID] = true
 		}
 	})
 	t.Run("id empty or null is a ULID", func(t *testing.T) {
 		t.Parallel()
-		requireULID(t, decodeOne(t, `{"name":"a","id":""}`).ID)
-		requireULID(t, decodeOne(t, `{"name":"a","id":null}`).ID)
+		for _, body := range []string{`{"name":"a","id":""}`, `{"name":"a","id":null}`} {
+			e := decodeOne(t, body)
+			requireULID(t, e.ID)
+			require.True(t, e.Fresh, body)
+		}
 	})
 	t.Run("id kept verbatim", func(t *testing.T) {
 		t.Parallel()
+		// A client's id, even one shaped like a ULID, may repeat: never fresh.
+		clientULID := decodeOne(t, `{"name":"a","id":"01J0000000000000000000000A"}`)
+		require.Equal(t, "01J0000000000000000000000A", clientULID.ID)
+		require.False(t, clientULID.Fresh)
 		require.Equal(t, "order/42 ż", decodeOne(t, `{"name":"a","id":"order/42 \u017c"}`).ID)
 		require.Equal(t, strings.Repeat("i", 256), decodeOne(t, `{"name":"a","id":"`+strings.Repeat("i", 256)+`"}`).ID)
 		require.Equal(t, strings.Repeat("ż", 256), decodeOne(t, `{"name":"a","id":"`+strings.Repeat("ż", 256)+`"}`).ID)
@@ -371,8 +379,10 @@ func TestDecodeEventsKeepsRequestOrder(t *testing.T) {
 		require.Equal(t, fmt.Sprintf("order/%d", i), e.Name)
 		if i%3 == 0 {
 			require.Equal(t, fmt.Sprintf("id-%d", i), e.ID)
+			require.False(t, e.Fresh)
 		} else {
 			requireULID(t, e.ID)
+			require.True(t, e.Fresh)
 		}
 	}
 }

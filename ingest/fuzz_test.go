@@ -110,6 +110,10 @@ func FuzzDecodeEvents(f *testing.F) {
 		for i, e := range events {
 			msg := fmt.Sprintf("event %d of %q", i, body)
 			require.NotEmpty(t, e.ID, msg)
+			if e.Fresh {
+				require.Len(t, e.ID, 26, "a fresh id is a generated ULID: %s", msg)
+				require.NotContains(t, string(body), e.ID, "a fresh id is not the client's: %s", msg)
+			}
 			require.LessOrEqual(t, utf8.RuneCountInString(e.ID), ingest.MaxIDLen, msg)
 			require.NotEmpty(t, e.Name, msg)
 			require.LessOrEqual(t, utf8.RuneCountInString(e.Name), ingest.MaxNameLen, msg)

@@ -301,7 +301,8 @@ func (g *gate) InsertEvents(ctx context.Context, events []store.Event, dedupeSin
 }
 
 // postConcurrently sends one single-event request per id, all at once, and
-// returns each request's response and error, in ids order.
+// returns each request's response and error, in ids order, and a function
+// that waits for all of them. An empty id asks the server to assign one.
 func (b *bundle) postConcurrently(ids []string, name string) ([]response, []error, func()) {
 	responses := make([]response, len(ids))
 	errs := make([]error, len(ids))
@@ -313,6 +314,25 @@ func (b *bundle) postConcurrently(ids []string, name string) ([]response, []erro
 		})
 	}
 	return responses, errs, wg.Wait
+}
+
+// requireAllAccepted checks every concurrent request was acknowledged with its
+// own id (or a fresh ULID where it sent none) and returns the acknowledged ids.
+func requireAllAccepted(t *testing.T, ids []string, responses []response, errs []error) []string {
+	t.Helper()
+	acked := make([]string, len(ids))
+	for i := range ids {
+		require.NoError(t, errs[i])
+		got := requireAccepted(t, responses[i])
+		require.Len(t, got, 1)
+		if ids[i] == "" {
+			requireULID(t, got[0])
+		} else {
+			require.Equal(t, ids[i], got[0])
+		}
+		acked[i] = got[0]
+	}
+	return acked
 }
 
 func numberedIDs(prefix string, n int) []string {
@@ -432,12 +452,19 @@ func TestIngestDuplicateAcrossRequests(t *testing.T) {
 		require.Equal(t, 1.0, b.metric(t, "herald_events_accepted_total"))
 		require.Equal(t, 1.0, b.metric(t, "herald_events_deduplicated_total"))
 
-		// A request holding a duplicate and a new event stores only the new one.
-		require.Equal(t, []string{"dup-1", "new-1"}, b.ingest(t, `[{"id":"dup-1","name":"dup/third"},{"id":"new-1","name":"dup/new"}]`))
+		// A request holding a duplicate, a new keyed event and an event without
+		// an id (Postgres writes those two kinds differently) stores only the new.
+		ids := b.ingest(t, `[{"id":"dup-1","name":"dup/third"},{"id":"new-1","name":"dup/new"},{"name":"dup/fresh"}]`)
+		require.Len(t, ids, 3)
+		require.Equal(t, []string{"dup-1", "new-1"}, ids[:2])
+		requireULID(t, ids[2])
 		require.Equal(t, first, b.getEvent(t, "dup-1"))
-		require.Equal(t, 2.0, b.metric(t, "herald_events_accepted_total"))
+		require.Equal(t, "dup/fresh", b.getEvent(t, ids[2]).Name)
+		require.Equal(t, 3.0, b.metric(t, "herald_events_accepted_total"))
 		require.Equal(t, 2.0, b.metric(t, "herald_events_deduplicated_total"))
-		require.Equal(t, []string{"new-1", "dup-1"}, b.listAll(t, nil))
+		listed := b.listAll(t, nil)
+		require.ElementsMatch(t, []string{"dup-1", "new-1", ids[2]}, listed)
+		require.Equal(t, "dup-1", listed[len(listed)-1], "the first event is still the oldest")
 	})
 }
 
@@ -809,13 +836,15 @@ func TestGroupCommitConcurrentRequests(t *testing.T) {
 		b := setup(t, driver, commitTimeout)
 		const n = 200
 		ids := numberedIDs("load", n)
+		for i := range ids {
+			if i%2 == 1 {
+				ids[i] = "" // half the events get a server-generated id
+			}
+		}
 		responses, errs, wait := b.postConcurrently(ids, "load/x")
 		wait()
-		for i := range ids {
-			require.NoError(t, errs[i])
-			require.Equal(t, []string{ids[i]}, requireAccepted(t, responses[i]))
-		}
-		require.ElementsMatch(t, ids, b.listAll(t, url.Values{"limit": {"100"}}))
+		acked := requireAllAccepted(t, ids, responses, errs)
+		require.ElementsMatch(t, acked, b.listAll(t, url.Values{"limit": {"100"}}))
 
 		commits := b.metric(t, "herald_ingest_commit_requests_count")
 		require.Equal(t, float64(n), b.metric(t, "herald_ingest_commit_requests_sum"), "every request is in exactly one commit")
@@ -849,10 +878,7 @@ func TestGroupCommitBatchesQueuedRequests(t *testing.T) {
 		g.open()
 		wait()
 
-		for i := range ids {
-			require.NoError(t, errs[i])
-			require.Equal(t, []string{ids[i]}, requireAccepted(t, responses[i]))
-		}
+		requireAllAccepted(t, ids, responses, errs)
 		require.ElementsMatch(t, ids, b.listAll(t, url.Values{"limit": {"100"}}))
 
 		// Each flusher wrote its held commit, then at most one commit drained
@@ -865,8 +891,10 @@ func TestGroupCommitBatchesQueuedRequests(t *testing.T) {
 	})
 }
 
-// TestStoreRefusedDataIsIsolated puts a request whose data Postgres refuses
-// into one group commit with a good request: only the bad one fails.
+// TestStoreRefusedDataIsIsolated puts requests whose data Postgres refuses
+// into one group commit with a good request: only the bad ones fail. One bad
+// event has a client id and one has none, since Postgres writes those two
+// kinds by different statements.
 func TestStoreRefusedDataIsIsolated(t *testing.T) {
 	t.Parallel()
 	forEachDriver(t, func(t *testing.T, driver string) {
@@ -892,9 +920,12 @@ func TestStoreRefusedDataIsIsolated(t *testing.T) {
 		warmup := post(`{"name":"iso/warmup","id":"warmup"}`)
 		require.Eventually(t, func() bool { return g.arrived.Load() == 1 }, 2*time.Minute, time.Millisecond)
 		// A lone surrogate passes validation, but Postgres jsonb refuses it.
-		poison := post(`{"name":"iso/poison","id":"poison","data":{"s":"\ud800"}}`)
+		poisons := []func() (response, error){
+			post(`{"name":"iso/poison-keyed","id":"poison","data":{"s":"\ud800"}}`),
+			post(`{"name":"iso/poison-fresh","data":{"s":"\ud800"}}`),
+		}
 		good := post(`{"name":"iso/good","id":"good"}`)
-		require.Eventually(t, func() bool { return b.srv.QueuedCommits() == 2 }, 2*time.Minute, time.Millisecond)
+		require.Eventually(t, func() bool { return b.srv.QueuedCommits() == 3 }, 2*time.Minute, time.Millisecond)
 		g.open()
 
 		for _, wait := range []func() (response, error){warmup, good} {
@@ -902,22 +933,27 @@ func TestStoreRefusedDataIsIsolated(t *testing.T) {
 			require.NoError(t, err)
 			requireAccepted(t, r)
 		}
-		r, err := poison()
-		require.NoError(t, err)
-		_, getErr := b.store.GetEvent(t.Context(), "poison")
-		switch driver {
-		case "postgres":
-			requireError(t, r, http.StatusBadRequest, "the store refused the events' data; nothing was stored")
-			require.ErrorIs(t, getErr, store.ErrNotFound)
-			require.Equal(t, 1.0, b.metric(t, `herald_events_rejected_total{reason="invalid"}`))
-		case "sqlite":
-			requireAccepted(t, r)
-			require.NoError(t, getErr)
+		names := []string{"iso/good", "iso/warmup"}
+		for _, poison := range poisons {
+			r, err := poison()
+			require.NoError(t, err)
+			switch driver {
+			case "postgres":
+				requireError(t, r, http.StatusBadRequest, "the store refused the events' data; nothing was stored")
+			case "sqlite":
+				requireAccepted(t, r)
+			}
 		}
-		for _, id := range []string{"warmup", "good"} {
-			_, err := b.store.GetEvent(t.Context(), id)
-			require.NoError(t, err, id)
+		if driver == "sqlite" {
+			names = append(names, "iso/poison-fresh", "iso/poison-keyed")
+		} else {
+			require.Equal(t, 2.0, b.metric(t, `herald_events_rejected_total{reason="invalid"}`))
 		}
+		var stored []string
+		for _, e := range b.list(t, nil).Data {
+			stored = append(stored, e.Name)
+		}
+		require.ElementsMatch(t, names, stored)
 	})
 }
 
@@ -1008,10 +1044,7 @@ func TestCloseFlushesQueuedCommits(t *testing.T) {
 		}
 		wait()
 
-		for i := range ids {
-			require.NoError(t, errs[i])
-			require.Equal(t, []string{ids[i]}, requireAccepted(t, responses[i]))
-		}
+		requireAllAccepted(t, ids, responses, errs)
 		require.ElementsMatch(t, ids, b.listAll(t, nil))
 
 		// Once closed, intake refuses instead of hanging.

@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -17,8 +18,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,11 +41,20 @@ func main() {
 		dbURL       = flag.String("database-url", testdb.BaseURL(), "PostgreSQL to measure against [$HERALD_TEST_DATABASE_URL]")
 		duration    = flag.Duration("duration", 5*time.Second, "how long each load phase runs, after a 1s warm-up")
 		conns       = flag.Int("conns", 64, "concurrent keep-alive connections of the load client")
-		only        = flag.String("only", "", "comma-separated phases to run (ceiling,single,batch,copy); default all")
+		only        = flag.String("only", "", "comma-separated phases to run (ceiling,single,copy,batch,dispatch); default all")
+		starts      = flag.Int("starts", 10000, "workflow starts in the dispatch phase (raw and through Herald)")
+		flushers    = flag.Int("flushers", 0, "group-commit flushers (0: Herald's default)")
 		showMetrics = flag.Bool("metrics", false, "print the server's group-commit metrics at the end")
 		profile     = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	)
+	loadURL := flag.String("load-url", "", "internal: run as the load client against this URL and print the result as JSON")
+	loadEvents := flag.Int("load-events", 1, "internal: events per request in load-client mode")
 	flag.Parse()
+	if *loadURL != "" {
+		r := load(*loadURL, eventBody(*loadEvents), *conns, *duration)
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return
+	}
 	if *profile != "" {
 		f, err := os.Create(*profile)
 		if err != nil {
@@ -54,30 +66,28 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	ctx := context.Background()
-	b, err := setup(ctx, *dbURL)
+	b, err := setup(ctx, *dbURL, *flushers)
 	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 	defer b.close()
 
 	want := func(phase string) bool { return *only == "" || strings.Contains(","+*only+",", ","+phase+",") }
-	single := eventBody(1)
-	batch := eventBody(100)
 
 	var ceiling, durable, batched, copyRate float64
 	if want("ceiling") {
-		r := load(b.url+"/null/bench", single, *conns, *duration)
-		ceiling = r.rate
-		report("http_ceiling_single", r.rate, "req/s")
-		report("http_ceiling_single_p50", ms(r.p50), "ms")
+		r := runLoad(b.url+"/null/bench", 1, *conns, *duration)
+		ceiling = r.Rate
+		report("http_ceiling_single", r.Rate, "req/s")
+		report("http_ceiling_single_p50", ms(r.P50), "ms")
 	}
 	if want("single") {
 		b.truncate(ctx)
-		r := load(b.url+"/e/bench", single, *conns, *duration)
-		durable = r.rate
-		report("ingest_single", r.rate, "events/s")
-		report("ingest_single_p50", ms(r.p50), "ms")
-		report("ingest_single_p99", ms(r.p99), "ms")
+		r := runLoad(b.url+"/e/bench", 1, *conns, *duration)
+		durable = r.Rate
+		report("ingest_single", r.Rate, "events/s")
+		report("ingest_single_p50", ms(r.P50), "ms")
+		report("ingest_single_p99", ms(r.P99), "ms")
 		if ceiling > 0 {
 			report("ingest_single_vs_ceiling", durable/ceiling, "ratio (target >= 0.6)")
 		}
@@ -99,13 +109,16 @@ func main() {
 	}
 	if want("batch") {
 		b.truncate(ctx)
-		r := load(b.url+"/e/bench", batch, *conns, *duration)
-		batched = r.rate * 100
+		r := runLoad(b.url+"/e/bench", 100, *conns, *duration)
+		batched = r.Rate * 100
 		report("ingest_batch100", batched, "events/s")
-		report("ingest_batch100_p50", ms(r.p50), "ms")
+		report("ingest_batch100_p50", ms(r.P50), "ms")
 		if copyRate > 0 {
 			report("ingest_batch100_vs_copy", batched/copyRate, "ratio (target >= 0.75)")
 		}
+	}
+	if want("dispatch") {
+		benchDispatch(ctx, b, *starts, *conns)
 	}
 	if *showMetrics {
 		resp, err := http.Get(b.url + "/metrics")
@@ -142,7 +155,7 @@ type bench struct {
 
 var failures = &atomic.Int64{}
 
-func setup(ctx context.Context, base string) (*bench, error) {
+func setup(ctx context.Context, base string, flushers int) (*bench, error) {
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
 		return nil, fmt.Errorf("PostgreSQL at %s: %w (start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", base, err)
@@ -165,7 +178,7 @@ func setup(ctx context.Context, base string) (*bench, error) {
 	if err := d.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	srv, err := ingest.New(ingest.Config{Store: d, AllowAnyEventKey: true})
+	srv, err := ingest.New(ingest.Config{Store: d, AllowAnyEventKey: true, Flushers: flushers})
 	if err != nil {
 		return nil, err
 	}
@@ -220,8 +233,30 @@ func eventBody(n int) []byte {
 }
 
 type loadResult struct {
-	rate     float64 // requests per second
-	p50, p99 time.Duration
+	Rate float64       `json:"rate"` // requests per second
+	P50  time.Duration `json:"p50"`
+	P99  time.Duration `json:"p99"`
+}
+
+// runLoad runs the load client in a separate process, as a real client
+// would be: its goroutines then do not compete with the server's in one Go
+// scheduler, only for the machine's cores.
+func runLoad(url string, events, conns int, d time.Duration) loadResult {
+	self, err := os.Executable()
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	cmd := exec.Command(self, "--load-url", url, "--load-events", strconv.Itoa(events), "--conns", strconv.Itoa(conns), "--duration", d.String())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		log.Fatalf("bench: load client: %v", err)
+	}
+	var r loadResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		log.Fatalf("bench: load client output %q: %v", out, err)
+	}
+	return r
 }
 
 // load posts body to url from conns keep-alive connections for d (after a
@@ -286,7 +321,7 @@ func load(url string, body []byte, conns int, d time.Duration) loadResult {
 		}
 		return lats[min(len(lats)-1, int(float64(len(lats))*p))]
 	}
-	return loadResult{rate: float64(count.Load()) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+	return loadResult{Rate: float64(count.Load()) / elapsed.Seconds(), P50: pct(0.50), P99: pct(0.99)}
 }
 
 // copyRate COPYs the same rows ingest stores, rows per transaction, from

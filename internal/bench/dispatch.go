@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"go.temporal.io/sdk/client"
+
+	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/server"
+	"github.com/herald-run/herald/internal/temporaltest"
+	"github.com/herald-run/herald/internal/wire"
+	"github.com/herald-run/herald/router"
+	"github.com/herald-run/herald/store"
+)
+
+// benchDispatch measures, on one Temporal dev server: raw ExecuteWorkflow
+// throughput, Herald's event-to-run throughput for the same number of
+// starts, and the latency from an event's acceptance to its workflow's start.
+func benchDispatch(ctx context.Context, b *bench, n, conns int) {
+	ds, err := temporaltest.Start(ctx, temporaltest.Options{})
+	if err != nil {
+		log.Fatalf("bench: temporal dev server: %v", err)
+	}
+	defer func() { _ = ds.Stop() }()
+	tc := ds.Client()
+
+	// Raw: n starts from conns goroutines. No worker polls: only the start is measured.
+	var next atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("raw-%d", i), TaskQueue: "bench-raw"}, "noop", wire.RunRequest{})
+				if err != nil {
+					log.Fatalf("bench: raw start: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	raw := float64(n) / time.Since(start).Seconds()
+	report("temporal_raw_start", raw, "workflows/s")
+
+	// Herald: the events are already in the outbox when the router starts.
+	b.truncate(ctx)
+	runCtx, stop := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(runCtx, server.Options{
+			Addr: "127.0.0.1:0", Store: b.driver, Temporal: tc,
+			Ingest: ingest.Config{AllowAnyEventKey: true},
+			Router: router.Config{Concurrency: conns},
+			Ready:  func(_ context.Context, url string) { ready <- url },
+		})
+	}()
+	url := <-ready
+	sync := `{"task_queue":"bench-herald","functions":[{"id":"noop","triggers":[{"event":"bench/dispatch"}],"retries":4}]}`
+	resp, err := http.Post(url+"/v1/apps/bench/sync", "application/json", strings.NewReader(sync))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		log.Fatalf("bench: sync: %v %v", err, resp)
+	}
+	_ = resp.Body.Close()
+	// Stop the router so the outbox fills first, then restart it and time it.
+	stop()
+	if err := <-done; err != nil {
+		log.Fatalf("bench: herald: %v", err)
+	}
+	events := make([]store.Event, n)
+	now := time.Now().UTC()
+	for i := range events {
+		events[i] = store.Event{ID: ulid.Make().String(), Fresh: true, Name: "bench/dispatch", Data: json.RawMessage(`{"n":1}`), TS: now.UnixMilli(), ReceivedAt: now}
+	}
+	for i := 0; i < n; i += 5000 {
+		if _, err := b.driver.InsertEvents(ctx, events[i:min(i+5000, n)], now.Add(-time.Hour)); err != nil {
+			log.Fatalf("bench: preload: %v", err)
+		}
+	}
+	runCtx, stop = context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		done <- server.Run(runCtx, server.Options{
+			Addr: "127.0.0.1:0", Store: b.driver, Temporal: tc,
+			Ingest: ingest.Config{AllowAnyEventKey: true},
+			Router: router.Config{Concurrency: conns},
+			Ready:  func(_ context.Context, url string) { ready <- url },
+		})
+	}()
+	start = time.Now()
+	url = <-ready
+	for {
+		pending, err := b.driver.PendingEvents(ctx)
+		if err != nil {
+			log.Fatalf("bench: pending: %v", err)
+		}
+		if pending == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	herald := float64(n) / time.Since(start).Seconds()
+	report("herald_event_to_run", herald, "runs/s")
+	report("herald_event_to_run_vs_raw", herald/raw, "ratio (target >= 0.9)")
+
+	// Latency when not saturated: 200 single events, 20 ms apart.
+	var lat []time.Duration
+	for i := range 200 {
+		id := fmt.Sprintf("lat-%d", i)
+		body := fmt.Sprintf(`{"name":"bench/dispatch","id":%q}`, id)
+		resp, err := http.Post(url+"/e/bench", "application/json", strings.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			log.Fatalf("bench: send: %v %v", err, resp)
+		}
+		_ = resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 200 {
+		id := fmt.Sprintf("lat-%d", i)
+		var e store.Event
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if e, err = b.driver.GetEvent(ctx, id); err == nil && e.DispatchedAt != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				log.Fatalf("bench: event %s not dispatched", id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		desc, err := tc.DescribeWorkflowExecution(ctx, router.WorkflowID("bench", "noop", id), "")
+		if err != nil {
+			log.Fatalf("bench: describe: %v", err)
+		}
+		lat = append(lat, desc.GetWorkflowExecutionInfo().GetStartTime().AsTime().Sub(e.ReceivedAt))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	report("event_to_workflow_start_p50", ms(lat[len(lat)/2]), "ms (target <= 20)")
+	report("event_to_workflow_start_p99", ms(lat[len(lat)*99/100]), "ms")
+	stop()
+	<-done
+}
