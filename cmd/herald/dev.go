@@ -133,13 +133,6 @@ func devCommand() command {
 	}
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 func findTemporalCLI(explicit string) (string, error) {
 	if explicit != "" {
 		if _, err := os.Stat(explicit); err != nil {
@@ -229,7 +222,7 @@ func waitTemporal(ctx context.Context, log *slog.Logger, tc client.Client, dev *
 			}
 		}
 		if time.Since(start) > 2*time.Minute {
-			return fmt.Errorf("Temporal did not become ready within 2 minutes: %w", err)
+			return fmt.Errorf("the Temporal server did not become ready within 2 minutes: %w", err)
 		}
 		if time.Since(lastNote) > 5*time.Second {
 			log.Info("still waiting for Temporal to start", "waited", time.Since(start).Round(time.Second))

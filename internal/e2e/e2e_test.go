@@ -455,3 +455,19 @@ func TestSyncValidationAndFunctions(t *testing.T) {
 	require.Len(t, fns.Data, 1)
 	require.True(t, strings.HasSuffix(fns.Data[0].ID, "/listed"))
 }
+
+func TestRemovedFunctionStopsTriggering(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{}, greetFn("going", herald.OnEvent("test/removed")), greetFn("staying", herald.OnEvent("test/removed")))
+	first := b.send(t, map[string]any{"name": "test/removed"})
+	require.Len(t, b.waitRuns(t, first[0], 2), 2)
+
+	w, err := herald.NewWorker(herald.WorkerOptions{App: b.app, HeraldURL: b.url, Client: b.temporal})
+	require.NoError(t, err)
+	require.NoError(t, w.Register(greetFn("staying", herald.OnEvent("test/removed"))))
+	require.NoError(t, w.Sync(context.Background()))
+
+	second := b.send(t, map[string]any{"name": "test/removed"})
+	runs := b.waitRuns(t, second[0], 1)
+	require.Equal(t, "staying", runs[0].FunctionID)
+}
