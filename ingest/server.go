@@ -147,6 +147,10 @@ func (s *Server) Close() { s.committer.Close() }
 func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// Event and run ids may hold "/": clients escape it (%2F) and the route
+	// parameter is unescaped after matching.
+	r.UseRawPath = true
+	r.UnescapePathValues = true
 	r.ContextWithFallback = true
 	r.Use(s.recover, s.metrics.middleware)
 	r.NoRoute(func(c *gin.Context) {
