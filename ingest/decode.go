@@ -101,6 +101,16 @@ func DecodeEvents(body []byte, limits Limits, now time.Time) ([]store.Event, err
 	if len(body) == 0 {
 		return nil, &ValidationError{Index: -1, Rule: "request body is empty: send one event object or an array of events"}
 	}
+	received := now.UTC().Truncate(time.Millisecond)
+	if events, ok := decodeFast(body, limits, received); ok {
+		return events, nil
+	}
+	return decodeCareful(body, limits, received)
+}
+
+// decodeCareful keeps every element raw, so an error can say which event broke
+// which rule, and each event's exact size is known.
+func decodeCareful(body []byte, limits Limits, received time.Time) ([]store.Event, error) {
 	var raws []json.RawMessage
 	switch body[0] {
 	case '{':
@@ -118,7 +128,6 @@ func DecodeEvents(body []byte, limits Limits, now time.Time) ([]store.Event, err
 	if len(raws) > limits.MaxEventsPerRequest {
 		return nil, &ValidationError{Index: -1, Rule: fmt.Sprintf("request holds %d events; at most %d are allowed per request", len(raws), limits.MaxEventsPerRequest)}
 	}
-	received := now.UTC().Truncate(time.Millisecond)
 	events := make([]store.Event, len(raws))
 	for i, raw := range raws {
 		if err := decodeOne(raw, i, limits, received, &events[i]); err != nil {
@@ -126,6 +135,42 @@ func DecodeEvents(body []byte, limits Limits, now time.Time) ([]store.Event, err
 		}
 	}
 	return events, nil
+}
+
+// decodeFast decodes a well-formed body in one pass over the whole body
+// instead of one per element. It gives up (ok false) on anything unusual: a
+// JSON error, an element that is not an object, an event anywhere near the
+// size limit, or any rule broken. The careful path then produces the precise
+// error, so both paths accept and reject exactly the same bodies.
+func decodeFast(body []byte, limits Limits, received time.Time) (_ []store.Event, ok bool) {
+	var ws []wireEvent
+	if body[0] == '[' {
+		if json.Unmarshal(body, &ws) != nil || len(ws) == 0 || len(ws) > limits.MaxEventsPerRequest {
+			return nil, false
+		}
+	} else {
+		if len(body) > limits.MaxEventBytes {
+			return nil, false
+		}
+		ws = make([]wireEvent, 1)
+		if json.Unmarshal(body, &ws[0]) != nil {
+			return nil, false
+		}
+	}
+	events := make([]store.Event, len(ws))
+	for i := range ws {
+		w := &ws[i]
+		// The fields' own bytes are a lower bound of the event's size; from half
+		// the limit on, let the careful path measure it exactly.
+		if 2*(len(w.Name)+len(w.Data)+len(w.ID)+len(w.TS)+len(w.V)) > limits.MaxEventBytes {
+			return nil, false
+		}
+		// A null element decodes to an empty struct, which fails on its name.
+		if validateWire(w, i, received, &events[i]) != nil {
+			return nil, false
+		}
+	}
+	return events, true
 }
 
 func decodeOne(raw json.RawMessage, i int, limits Limits, received time.Time, out *store.Event) error {
@@ -139,6 +184,11 @@ func decodeOne(raw json.RawMessage, i int, limits Limits, received time.Time, ou
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return &ValidationError{Index: i, Rule: "not valid JSON: " + jsonErrorText(err)}
 	}
+	return validateWire(&w, i, received, out)
+}
+
+// validateWire checks one decoded event against every field rule and fills out.
+func validateWire(w *wireEvent, i int, received time.Time, out *store.Event) error {
 
 	// name
 	if isAbsent(w.Name) {

@@ -92,6 +92,28 @@ func FuzzDecodeEvents(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		events, err := ingest.DecodeEvents(body, fuzzLimits, now)
+		// The fast path and the careful one accept and reject the same bodies,
+		// with the same result.
+		if len(bytes.TrimSpace(body)) > 0 {
+			careful, cerr := ingest.DecodeCareful(body, fuzzLimits, now)
+			if err != nil {
+				require.Error(t, cerr)
+				require.Equal(t, err.Error(), cerr.Error())
+			} else {
+				require.NoError(t, cerr)
+				require.Len(t, careful, len(events))
+				for i := range events {
+					require.Equal(t, events[i].Name, careful[i].Name)
+					require.Equal(t, string(events[i].Data), string(careful[i].Data))
+					require.Equal(t, events[i].TS, careful[i].TS)
+					require.Equal(t, events[i].V, careful[i].V)
+					require.Equal(t, events[i].Fresh, careful[i].Fresh)
+					if !events[i].Fresh {
+						require.Equal(t, events[i].ID, careful[i].ID)
+					}
+				}
+			}
+		}
 		if err != nil {
 			var verr *ingest.ValidationError
 			require.ErrorAs(t, err, &verr)

@@ -47,8 +47,10 @@ type Config struct {
 	// CommitTimeout bounds one group commit; when the store does not answer in
 	// time the requests get 503. Default 5s.
 	CommitTimeout time.Duration
-	// Flushers is the number of group commits that may run at once. Default 4.
-	// SQLite has one writer, so more than one gains nothing there.
+	// Flushers is the number of group commits that may run at once. Default 2:
+	// one commits while the other gathers the next batch; more only contend
+	// for the same index pages (measured by make bench). SQLite has one
+	// writer, so use 1 there.
 	Flushers int
 	// MaxCommitEvents is the most events one group commit collects before it
 	// writes. Default 10,000.
@@ -100,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.CommitTimeout = 5 * time.Second
 	}
 	if cfg.Flushers <= 0 {
-		cfg.Flushers = 4
+		cfg.Flushers = 2
 	}
 	if cfg.MaxCommitEvents <= 0 {
 		cfg.MaxCommitEvents = 10000
