@@ -34,10 +34,14 @@ type Config struct {
 	Store    store.Driver
 	Registry *registry.Registry
 	Temporal client.Client
-	// BatchSize is the most events claimed at once. Default 200.
+	// BatchSize is the most events claimed at once. Default 100.
 	BatchSize int
 	// Concurrency is the most Temporal starts in flight. Default 64.
 	Concurrency int
+	// Claimers is the number of batches dispatched at once, so starts stay in
+	// flight while one batch waits for its slowest start. Default 4. (On
+	// SQLite claims take turns.)
+	Claimers int
 	// PollInterval is how often the outbox is checked without a
 	// notification (events from another replica). Default 500ms.
 	PollInterval time.Duration
@@ -65,10 +69,13 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, errors.New("router: Store, Registry and Temporal are required")
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 200
+		cfg.BatchSize = 100
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 64
+	}
+	if cfg.Claimers <= 0 {
+		cfg.Claimers = 4
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 500 * time.Millisecond
@@ -85,7 +92,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Dispatcher{cfg: cfg, wake: make(chan struct{}, 1), sem: make(chan struct{}, cfg.Concurrency)}, nil
+	return &Dispatcher{cfg: cfg, wake: make(chan struct{}, cfg.Claimers), sem: make(chan struct{}, cfg.Concurrency)}, nil
 }
 
 // Notify wakes the dispatcher: new events are waiting. It never blocks.
@@ -99,6 +106,19 @@ func (d *Dispatcher) Notify() {
 // Run dispatches until ctx is done. Failures (store or Temporal down) are
 // logged and retried with backoff; events stay pending meanwhile.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range d.cfg.Claimers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.loop(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (d *Dispatcher) loop(ctx context.Context) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		n, err := d.DispatchOnce(ctx)
@@ -115,7 +135,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		backoff = 0
 		d.sleep(ctx, d.cfg.PollInterval, true)
 	}
-	return nil
 }
 
 func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration, wakeable bool) {
