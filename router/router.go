@@ -154,11 +154,14 @@ func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration, wakeable bool
 // DispatchOnce claims one batch and dispatches it. It returns how many events
 // it claimed.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
-	snap, err := d.cfg.Registry.Snapshot(ctx)
-	if err != nil {
-		return 0, err
-	}
 	return d.cfg.Store.ClaimEvents(ctx, d.cfg.BatchSize, func(ctx context.Context, events []store.Event) (store.Claim, error) {
+		// Taken after the events are read: a sync that finished before an
+		// event was sent is always seen by this process (a sync invalidates
+		// the snapshot; other replicas' syncs show within Registry MaxAge).
+		snap, err := d.cfg.Registry.Snapshot(ctx)
+		if err != nil {
+			return store.Claim{}, err
+		}
 		return d.dispatch(ctx, snap, events)
 	})
 }

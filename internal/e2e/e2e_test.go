@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,9 +90,16 @@ func startHerald(t *testing.T, st store.Driver, tc client.Client) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("herald log:\n%s", logs.String())
+		}
+	})
 	go func() {
 		done <- server.Run(ctx, server.Options{
-			Addr: "127.0.0.1:0", Store: st, Temporal: tc,
+			Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Addr:   "127.0.0.1:0", Store: st, Temporal: tc,
 			Ingest: ingest.Config{AllowAnyEventKey: true},
 			Router: router.Config{PollInterval: 100 * time.Millisecond},
 			Ready:  func(_ context.Context, url string) { ready <- url },
@@ -218,6 +227,24 @@ func (b *bundle) eventsNamed(t *testing.T, name string) []ingest.EventJSON {
 	}
 	b.do(t, http.MethodGet, "/v1/events?name="+name, nil, http.StatusOK, &out)
 	return out.Data
+}
+
+// syncBuffer collects a server's log for a failing test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freeAddr(t *testing.T) string {

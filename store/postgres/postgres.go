@@ -36,8 +36,10 @@ func Open(ctx context.Context, url string) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse database url: %w", err)
 	}
-	if cfg.MaxConns < 8 {
-		cfg.MaxConns = 8
+	// Claimers hold a connection across their Temporal calls; leave room for
+	// ingest's flushers and the API beside them.
+	if cfg.MaxConns < 16 {
+		cfg.MaxConns = 16
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
