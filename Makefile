@@ -42,7 +42,7 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	$(STATICCHECK) ./...
 
 bench: ## measure ingest against the HTTP ceiling and raw COPY (needs PostgreSQL)
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./ingest/
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./ingest/ ./triggers/
 	$(GO) run ./internal/bench
 
 fuzz: ## run each fuzz target for a bounded time (FUZZTIME, default 30s)

@@ -39,6 +39,23 @@ func OnEvent(name string, ifExpr ...string) Trigger {
 // receives a herald/scheduled.timer event.
 func OnCron(expr string) Trigger { return Trigger{Cron: expr} }
 
+// CancelOn cancels a run when a matching event arrives: the step in flight
+// finishes, no further step starts, the run ends Cancelled and
+// herald/function.cancelled is emitted.
+type CancelOn struct {
+	// Event is the exact name of the cancelling event.
+	Event string
+	// Match, such as "data.userId", requires the cancelling event's value at
+	// that path to equal the triggering event's (indexed: cheap at any scale).
+	Match string
+	// If is a CEL condition over `event` (the triggering event) and `async`
+	// (the candidate).
+	If string
+	// Timeout bounds how long after the run starts it can be cancelled this
+	// way; 0 means as long as it runs (at most 366 days).
+	Timeout time.Duration
+}
+
 // Failure is what an OnFailure handler receives.
 type Failure struct {
 	FunctionID string
@@ -65,6 +82,9 @@ type FunctionOpts struct {
 	// StepTimeout bounds one attempt of a step; an attempt that runs longer
 	// (or whose worker died) is retried. Default 5 minutes.
 	StepTimeout time.Duration
+	// CancelOn (up to 5) cancels a run when a matching event arrives. They are
+	// registered when the run is dispatched, with no extra Temporal call.
+	CancelOn []CancelOn
 	// OnFailure, if set, runs in the function's workflow after the function
 	// failed (after its steps' retries), before herald/function.failed is
 	// emitted. It may call steps. Its own error is logged, not retried.
@@ -137,6 +157,9 @@ func (f *Function) config() wire.FunctionConfig {
 	c := wire.FunctionConfig{ID: f.opts.ID, Name: f.opts.Name, Retries: f.retries()}
 	for _, t := range f.opts.Triggers {
 		c.Triggers = append(c.Triggers, wire.TriggerConfig{Event: t.Event, If: t.If, Cron: t.Cron})
+	}
+	for _, co := range f.opts.CancelOn {
+		c.CancelOn = append(c.CancelOn, wire.CancelOnConfig{Event: co.Event, Match: co.Match, If: co.If, TimeoutMS: co.Timeout.Milliseconds()})
 	}
 	return c
 }

@@ -195,6 +195,7 @@ func (w *Worker) registerOn(r registrar) {
 	api := &activities.Client{BaseURL: w.opts.HeraldURL, SigningKey: w.opts.SigningKey}
 	r.RegisterActivityWithOptions(api.SendEvents, activity.RegisterOptions{Name: stepctx.ActivitySendEvents})
 	r.RegisterActivityWithOptions(api.FinishRun, activity.RegisterOptions{Name: stepctx.ActivityFinishRun})
+	r.RegisterActivityWithOptions(api.RegisterWait, activity.RegisterOptions{Name: stepctx.ActivityRegisterWait})
 }
 
 // RegisterForTest registers the worker's functions and steps, and Herald's

@@ -47,6 +47,11 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 			TaskQueue:   info.TaskQueueName,
 			Retries:     f.retries(),
 			StepTimeout: f.stepTimeout(),
+			Trigger:     req.Event,
+			Received:    req.ReceivedMS,
+		}
+		if run.Received == 0 {
+			run.Received = info.WorkflowStartTime.UnixMilli()
 		}
 		sctx := stepctx.With(ctx, run)
 

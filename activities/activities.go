@@ -48,6 +48,15 @@ func (c *Client) SendEvents(ctx context.Context, in SendEventsInput) ([]string, 
 	return out.IDs, nil
 }
 
+// RegisterWait registers a step.WaitForEvent with Herald. When an event that
+// arrived while the wait was being registered already resolves it, the reply
+// carries that event.
+func (c *Client) RegisterWait(ctx context.Context, in wire.WaitRegister) (wire.WaitRegistered, error) {
+	var out wire.WaitRegistered
+	err := c.post(ctx, "/v1/waits", in, &out)
+	return out, err
+}
+
 // FinishRun records a run's outcome in Herald and emits its system event.
 func (c *Client) FinishRun(ctx context.Context, runID string, in wire.RunFinish) error {
 	return c.post(ctx, "/v1/runs/"+url.PathEscape(runID)+"/finish", in, nil)

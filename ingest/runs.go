@@ -300,3 +300,11 @@ func decodeJSONBody(c *gin.Context, out any, limit int64) error {
 	}
 	return nil
 }
+
+func jsonEvent(e wire.Event) (json.RawMessage, error) {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("trigger_event: %w", err)
+	}
+	return raw, nil
+}

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herald-run/herald/registry"
+	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
 )
 
@@ -83,6 +84,7 @@ type Server struct {
 	eventKeys  [][32]byte
 	signingKey *[32]byte
 	log        *slog.Logger
+	waits      *router.WaitMatcher
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -129,6 +131,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SigningKey != "" {
 		h := sha256.Sum256([]byte(cfg.SigningKey))
 		s.signingKey = &h
+	}
+	var err error
+	if s.waits, err = router.NewWaitMatcher(0); err != nil {
+		return nil, err
 	}
 	s.committer = newCommitter(cfg.Store, cfg.Flushers, cfg.MaxCommitEvents, cfg.DedupeWindow, cfg.CommitTimeout, s.metrics)
 	s.engine = s.routes()
@@ -178,6 +184,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/functions", s.handleListFunctions)
 	v1.POST("/apps/:app/sync", s.handleSync)
 	v1.POST("/invoke/*function_id", s.handleInvoke)
+	v1.POST("/waits", s.handleRegisterWait)
 	return r
 }
 

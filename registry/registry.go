@@ -27,6 +27,7 @@ import (
 const (
 	MaxTriggers = 10
 	MaxRetries  = 20
+	MaxCancelOn = 5
 )
 
 var (
@@ -84,6 +85,7 @@ type Config struct {
 // Registry validates syncs and serves snapshots.
 type Registry struct {
 	cfg      Config
+	waitEnv  *triggers.Env
 	mu       sync.Mutex
 	snapshot *Snapshot
 }
@@ -99,7 +101,11 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{cfg: cfg}, nil
+	waitEnv, err := triggers.NewWaitEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{cfg: cfg, waitEnv: waitEnv}, nil
 }
 
 // Validate checks a sync request and returns every problem found.
@@ -130,6 +136,28 @@ func (r *Registry) Validate(appID string, req wire.SyncRequest) error {
 		}
 		if f.Retries < 0 || f.Retries > MaxRetries {
 			add("%s: retries must be between 0 and %d", where, MaxRetries)
+		}
+		if len(f.CancelOn) > MaxCancelOn {
+			add("%s: has %d cancel_on entries; at most %d are allowed", where, len(f.CancelOn), MaxCancelOn)
+		}
+		for j, co := range f.CancelOn {
+			cw := fmt.Sprintf("%s cancel_on %d", where, j)
+			if err := triggers.ValidateName(co.Event); err != nil {
+				add("%s: event: %v", cw, err)
+			}
+			if co.Match != "" {
+				if err := triggers.ValidatePath(co.Match); err != nil {
+					add("%s: %v", cw, err)
+				}
+			}
+			if co.If != "" {
+				if _, err := r.waitEnv.Compile(co.If); err != nil {
+					add("%s: if: %v", cw, err)
+				}
+			}
+			if co.TimeoutMS < 0 || co.TimeoutMS > wire.MaxWaitMS {
+				add("%s: timeout must be between 0 and 366 days", cw)
+			}
 		}
 		for j, t := range f.Triggers {
 			tw := fmt.Sprintf("%s trigger %d", where, j)

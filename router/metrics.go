@@ -4,10 +4,11 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the router's Prometheus series.
 type Metrics struct {
-	dispatched prometheus.Counter
-	started    prometheus.Counter
-	evalErrors prometheus.Counter
-	lag        prometheus.Histogram
+	dispatched    prometheus.Counter
+	started       prometheus.Counter
+	evalErrors    prometheus.Counter
+	lag           prometheus.Histogram
+	waitsResolved prometheus.Counter
 }
 
 // NewMetrics creates the router's metrics and registers them on reg (nil: not
@@ -31,9 +32,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from an event's acceptance to the end of its dispatch.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
+		waitsResolved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_waits_resolved_total",
+			Help: "Waits (waitForEvent and cancelOn) resolved by the router.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.dispatched, m.started, m.evalErrors, m.lag)
+		reg.MustRegister(m.dispatched, m.started, m.evalErrors, m.lag, m.waitsResolved)
 	}
 	return m
 }

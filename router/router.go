@@ -58,9 +58,10 @@ type Config struct {
 
 // Dispatcher moves events from the outbox to Temporal.
 type Dispatcher struct {
-	cfg  Config
-	wake chan struct{}
-	sem  chan struct{}
+	cfg   Config
+	wake  chan struct{}
+	sem   chan struct{}
+	waits *WaitMatcher
 }
 
 // New returns a Dispatcher; call Run to start it.
@@ -92,7 +93,11 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Dispatcher{cfg: cfg, wake: make(chan struct{}, cfg.Claimers), sem: make(chan struct{}, cfg.Concurrency)}, nil
+	wm, err := NewWaitMatcher(cfg.EvalTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Dispatcher{cfg: cfg, wake: make(chan struct{}, cfg.Claimers), sem: make(chan struct{}, cfg.Concurrency), waits: wm}, nil
 }
 
 // Notify wakes the dispatcher: new events are waiting. It never blocks.
@@ -154,7 +159,7 @@ func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration, wakeable bool
 // DispatchOnce claims one batch and dispatches it. It returns how many events
 // it claimed.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
-	return d.cfg.Store.ClaimEvents(ctx, d.cfg.BatchSize, func(ctx context.Context, events []store.Event) (store.Claim, error) {
+	return d.cfg.Store.ClaimEvents(ctx, d.cfg.BatchSize, func(ctx context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
 		// Taken after the events are read: a sync that finished before an
 		// event was sent is always seen by this process (a sync invalidates
 		// the snapshot; other replicas' syncs show within Registry MaxAge).
@@ -162,20 +167,27 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 		if err != nil {
 			return store.Claim{}, err
 		}
-		return d.dispatch(ctx, snap, events)
+		return d.dispatch(ctx, tx, snap, events)
 	})
 }
 
 // start is one workflow to start for one event.
 type start struct {
-	event *store.Event
-	fn    *registry.Func
-	req   wire.RunRequest
-	run   store.Run
-	err   error
+	event   *store.Event
+	fn      *registry.Func
+	req     wire.RunRequest
+	run     store.Run
+	cancels []store.Wait
+	err     error
 }
 
-func (d *Dispatcher) dispatch(ctx context.Context, snap *registry.Snapshot, events []store.Event) (store.Claim, error) {
+func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *registry.Snapshot, events []store.Event) (store.Claim, error) {
+	// Waits first: an event that resolves a wait or cancels a run is handled
+	// even if it triggers nothing.
+	resolved, waitFailed, err := d.resolveWaits(ctx, tx, events)
+	if err != nil {
+		return store.Claim{}, err
+	}
 	var starts []*start
 	for i := range events {
 		e := &events[i]
@@ -194,14 +206,15 @@ func (d *Dispatcher) dispatch(ctx context.Context, snap *registry.Snapshot, even
 	}
 	wg.Wait()
 
-	failed := map[string]error{}
-	var claim store.Claim
+	failed := waitFailed
+	claim := store.Claim{Resolved: resolved}
 	for _, s := range starts {
 		if s.err != nil {
 			failed[s.event.ID] = s.err
 			continue
 		}
 		claim.Runs = append(claim.Runs, s.run)
+		claim.Waits = append(claim.Waits, s.cancels...)
 	}
 	now := time.Now()
 	for i := range events {
@@ -294,14 +307,20 @@ func (d *Dispatcher) plan(e *store.Event, fn *registry.Func) *start {
 		}
 	}
 	runID := RunID(fn.AppID, fn.ID, e.ID, e.ReceivedAt)
+	wfID := WorkflowID(fn.AppID, fn.ID, e.ID)
 	return &start{
 		event: e,
 		fn:    fn,
-		req:   wire.RunRequest{AppID: fn.AppID, FunctionID: fn.ID, RunID: runID, Event: ev},
+		req:   wire.RunRequest{AppID: fn.AppID, FunctionID: fn.ID, RunID: runID, Event: ev, ReceivedMS: e.ReceivedAt.UnixMilli()},
 		run: store.Run{
 			ID: runID, AppID: fn.AppID, FunctionID: fn.ID, EventID: e.ID,
-			WorkflowID: WorkflowID(fn.AppID, fn.ID, e.ID),
+			WorkflowID: wfID,
 		},
+		// Registered with the run, in the claim's transaction: no Temporal call.
+		cancels: cancelWaits(fn, e, runID, wfID, func() map[string]any {
+			act, _ := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+			return act
+		}),
 	}
 }
 

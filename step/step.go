@@ -178,3 +178,93 @@ func derivedID(parts ...string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
+
+// WaitOpts says which event a WaitForEvent waits for.
+type WaitOpts struct {
+	// Event is the exact name of the awaited event. Required.
+	Event string
+	// Match, such as "data.userId", requires the awaited event's value at
+	// that path to equal the triggering event's: `async.data.userId ==
+	// event.data.userId`. It is indexed, so it stays cheap with a million
+	// runs waiting.
+	Match string
+	// If is any CEL condition over `event` (the run's triggering event) and
+	// `async` (the candidate), e.g. `async.data.amount > event.data.amount`.
+	If string
+	// Timeout is how long to wait: more than zero, at most 366 days.
+	Timeout time.Duration
+}
+
+// MaxWait is the longest WaitOpts.Timeout.
+const MaxWait = 366 * 24 * time.Hour
+
+// WaitForEvent pauses the run until an event named opts.Event that satisfies
+// Match and If is accepted, and returns it with ok true. On timeout it
+// returns ok false and no error: "not received" is a result, not a failure.
+//
+// Every matching event accepted since the run's triggering event was accepted
+// can resolve the wait, including one in the same request as the trigger and
+// one that arrives while the wait is being registered; the first one wins.
+// The wait ends with the run: a run that completes, fails or is cancelled
+// leaves no live wait behind.
+func WaitForEvent[T any](ctx workflow.Context, id string, opts WaitOpts) (ev herald.TypedEvent[T], ok bool, err error) {
+	run, err := stepctx.From(ctx)
+	if err != nil {
+		return ev, false, err
+	}
+	if err := run.Claim(id); err != nil {
+		return ev, false, temporal.NewNonRetryableApplicationError(err.Error(), "herald.Step", nil)
+	}
+	if opts.Event == "" || opts.Timeout <= 0 || opts.Timeout > MaxWait {
+		return ev, false, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("step %q: WaitForEvent needs an Event and a Timeout between 0 and %s", id, MaxWait), "herald.Step", nil)
+	}
+	// Take the channel before registering: a signal sent meanwhile is kept.
+	ch := workflow.GetSignalChannel(ctx, wire.WaitSignal(id))
+	now := workflow.Now(ctx)
+	reg := wire.WaitRegister{
+		AppID: run.AppID, FunctionID: run.FunctionID, RunID: run.RunID, WorkflowID: run.WorkflowID,
+		StepID: id, Event: opts.Event, Match: opts.Match, If: opts.If, TriggerEvent: run.Trigger,
+		SinceMS: run.Received, ExpiresAtMS: now.Add(opts.Timeout).UnixMilli(),
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		ActivityID:          id,
+		Summary:             "wait for " + opts.Event,
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	})
+	var got wire.WaitRegistered
+	if err := workflow.ExecuteActivity(actx, stepctx.ActivityRegisterWait, reg).Get(actx, &got); err != nil {
+		return ev, false, fmt.Errorf("step %q: register wait: %w", id, err)
+	}
+	var received *wire.Event
+	if got.Event != nil {
+		received = got.Event
+	} else {
+		remaining := opts.Timeout - workflow.Now(ctx).Sub(now)
+		tctx, cancelTimer := workflow.WithCancel(ctx)
+		timer := workflow.NewTimerWithOptions(tctx, max(remaining, time.Millisecond), workflow.TimerOptions{Summary: id + " timeout"})
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) {
+			var e wire.Event
+			c.Receive(ctx, &e)
+			received = &e
+		})
+		sel.AddFuture(timer, func(workflow.Future) {})
+		sel.Select(ctx)
+		cancelTimer()
+		if err := ctx.Err(); err != nil {
+			return ev, false, temporal.NewCanceledError()
+		}
+	}
+	if received == nil {
+		return ev, false, nil
+	}
+	ev = herald.TypedEvent[T]{ID: received.ID, Name: received.Name, TS: received.TS, V: received.V}
+	if len(received.Data) > 0 {
+		if err := json.Unmarshal(received.Data, &ev.Data); err != nil {
+			return ev, true, temporal.NewNonRetryableApplicationError(fmt.Sprintf("step %q: event %s: data does not decode into %T: %v", id, received.ID, ev.Data, err), "herald.Step", err)
+		}
+	}
+	return ev, true, nil
+}

@@ -220,6 +220,80 @@ type Claim struct {
 	// Dispatched are the ids of the events that are done; the others stay
 	// pending and are claimed again later.
 	Dispatched []string
+	// Waits to register (the cancelOn waits of the runs just started). A wait
+	// whose (WorkflowID, Kind, StepID) exists is ignored.
+	Waits []Wait
+	// Resolved are the waits the router resolved with events of this batch;
+	// each must have been returned by ClaimTx.CandidateWaits in this claim.
+	Resolved []WaitResolution
+}
+
+// Wait kinds.
+const (
+	WaitKindWait   = "wait"   // step.WaitForEvent: resolving signals the workflow
+	WaitKindCancel = "cancel" // cancelOn: resolving cancels the workflow
+)
+
+// Wait is a pending step.WaitForEvent or cancelOn: the run it belongs to waits
+// for an event named EventName that matches its key and expression.
+type Wait struct {
+	// ID is a ULID.
+	ID         string
+	Kind       string
+	AppID      string
+	FunctionID string
+	RunID      string
+	WorkflowID string
+	// StepID is the WaitForEvent step id; for cancelOn, "cancel-<index>".
+	StepID string
+	// EventName is the exact name of the awaited event.
+	EventName string
+	// MatchPath and MatchValue are the indexed equality: an event matches only
+	// if the value at MatchPath (e.g. "data.userId") encodes, as compact JSON,
+	// to MatchValue (e.g. `"u_42"`). Both empty: the wait is not indexable and
+	// every event with EventName is a candidate.
+	MatchPath  string
+	MatchValue string
+	// Expr is the rest of the condition, a CEL expression over `event` (the
+	// run's triggering event) and `async` (the candidate); empty means none.
+	Expr string
+	// TriggerEvent is the run's triggering event (JSON object with id, name,
+	// data, ts, v), bound to `event` when Expr runs.
+	TriggerEvent json.RawMessage
+	// Since: only events received at or after it can resolve the wait.
+	Since time.Time
+	// ExpiresAt: after it the wait no longer matches (the workflow's own timer
+	// has fired).
+	ExpiresAt time.Time
+	CreatedAt time.Time
+	// ResolvedAt and ResolvedBy (an event id) are set once, by the first
+	// matching event.
+	ResolvedAt *time.Time
+	ResolvedBy string
+}
+
+// WaitKey selects indexable candidate waits.
+type WaitKey struct {
+	EventName, MatchPath, MatchValue string
+}
+
+// WaitResolution records that EventID resolved WaitID.
+type WaitResolution struct {
+	WaitID, EventID string
+}
+
+// ClaimTx is what the router may read inside ClaimEvents, in the claim's
+// transaction.
+type ClaimTx interface {
+	// WaitPaths returns, for each event name given, the distinct MatchPaths of
+	// its pending waits (so the router knows which values to look up).
+	WaitPaths(ctx context.Context, names []string) (map[string][]string, error)
+	// CandidateWaits returns the unresolved, unexpired waits that match one of
+	// keys, plus the non-indexable ones (empty MatchPath) for the given names.
+	// On Postgres they are locked FOR UPDATE until the claim commits; a wait
+	// another claim holds is waited for (then seen resolved, or not), never
+	// skipped, so no event passes a wait by.
+	CandidateWaits(ctx context.Context, names []string, keys []WaitKey) ([]Wait, error)
 }
 
 // Dispatcher is the part of a Driver the router and the registry use.
@@ -240,7 +314,7 @@ type Dispatcher interface {
 	// in one transaction. When fn fails nothing is recorded and the events stay
 	// pending. On Postgres claimed rows are locked (SKIP LOCKED), so replicas
 	// claim disjoint batches. It returns the number of events claimed.
-	ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, events []Event) (Claim, error)) (int, error)
+	ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, tx ClaimTx, events []Event) (Claim, error)) (int, error)
 
 	// PendingEvents counts events not yet dispatched.
 	PendingEvents(ctx context.Context) (int64, error)
@@ -257,4 +331,30 @@ type Dispatcher interface {
 	// by id like any event. Finishing an already finished run changes nothing
 	// and stores no second system event.
 	FinishRun(ctx context.Context, r Run, systemEvent *Event) error
+
+	// RegisterWait stores a wait. Registering the same (WorkflowID, Kind,
+	// StepID) again returns the stored wait unchanged (a retried activity).
+	RegisterWait(ctx context.Context, w Wait) (Wait, error)
+
+	// EventsSince returns events named name received at or after since, oldest
+	// first, at most limit: what a new wait must check because it may have
+	// arrived while the wait was being registered.
+	EventsSince(ctx context.Context, name string, since time.Time, limit int) ([]Event, error)
+
+	// ResolveWait marks the wait resolved by eventID if it is still
+	// unresolved and unexpired, and reports whether this call did it.
+	ResolveWait(ctx context.Context, waitID, eventID string) (bool, error)
+
+	// GetWait returns a wait by (WorkflowID, Kind, StepID), or ErrNotFound.
+	GetWait(ctx context.Context, workflowID, kind, stepID string) (Wait, error)
+
+	// DeleteRunWaits removes every wait of a run (when it ends).
+	DeleteRunWaits(ctx context.Context, workflowID string) error
+
+	// PurgeWaits deletes waits expired or resolved before before and returns
+	// how many.
+	PurgeWaits(ctx context.Context, before time.Time) (int64, error)
+
+	// WaitStats counts pending waits and, among them, those not indexable.
+	WaitStats(ctx context.Context) (pending, unindexed int64, err error)
 }

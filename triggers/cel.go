@@ -52,8 +52,22 @@ type Env struct {
 // NewEnv builds the trigger environment. Building one costs a few
 // milliseconds, so build it once and share it.
 func NewEnv() (*Env, error) {
-	env, err := cel.NewEnv(
-		cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)),
+	return newEnv("event")
+}
+
+// NewWaitEnv returns the environment of waitForEvent and cancelOn
+// conditions: `event` is the run's triggering event and `async` the candidate
+// event. Evaluate its programs with EvalWait.
+func NewWaitEnv() (*Env, error) {
+	return newEnv("event", "async")
+}
+
+func newEnv(vars ...string) (*Env, error) {
+	opts := make([]cel.EnvOption, 0, len(vars)+5)
+	for _, v := range vars {
+		opts = append(opts, cel.Variable(v, cel.MapType(cel.StringType, cel.DynType)))
+	}
+	env, err := cel.NewEnv(append(opts,
 		ext.Strings(),
 		// Lets `1.5 < 2` type-check; values read from event data are dyn and
 		// already compare across int and double at run time.
@@ -62,7 +76,7 @@ func NewEnv() (*Env, error) {
 		// the host's zone, so results do not depend on the machine.
 		cel.DefaultUTCTimeZone(true),
 		cel.ParserExpressionSizeLimit(MaxExprLen),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("triggers: build CEL environment: %w", err)
 	}
@@ -183,6 +197,16 @@ var ErrNotBool = errors.New("triggers: expression did not evaluate to a bool")
 // comprehensions check ctx every few iterations, so give ctx a deadline to
 // bound wall-clock time as well as cost. ctx must not be nil.
 func (p *Program) Eval(ctx context.Context, event map[string]any) (ok bool, err error) {
+	return p.eval(ctx, map[string]any{"event": event})
+}
+
+// EvalWait evaluates a program compiled in a NewWaitEnv environment, with the
+// same contract as Eval.
+func (p *Program) EvalWait(ctx context.Context, event, async map[string]any) (bool, error) {
+	return p.eval(ctx, map[string]any{"event": event, "async": async})
+}
+
+func (p *Program) eval(ctx context.Context, vars map[string]any) (ok bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
 	}
@@ -193,7 +217,7 @@ func (p *Program) Eval(ctx context.Context, event map[string]any) (ok bool, err 
 			ok, err = false, fmt.Errorf("triggers: evaluate %s: panic: %v", shorten(p.expr), r)
 		}
 	}()
-	out, _, err := p.prg.ContextEval(ctx, map[string]any{"event": event})
+	out, _, err := p.prg.ContextEval(ctx, vars)
 	if err != nil {
 		return false, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
 	}

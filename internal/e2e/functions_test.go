@@ -95,3 +95,28 @@ func sleeperFn() *herald.Function {
 }
 
 var allSteps = []any{greet, flakyThird, declined}
+
+type activation struct {
+	Activated bool   `json:"activated"`
+	By        string `json:"by,omitempty"`
+}
+
+// waiterFn waits for test/activated matching data.userId, with an optional
+// extra condition, for timeout_s seconds (default 60).
+func waiterFn(id, ifExpr string, cancelOn ...herald.CancelOn) *herald.Function {
+	return herald.NewFunction(herald.FunctionOpts{ID: id, Triggers: []herald.Trigger{herald.OnEvent("test/signup")}, CancelOn: cancelOn},
+		func(ctx workflow.Context, in herald.Input[map[string]any]) (activation, error) {
+			timeout := 60 * time.Second
+			if t, ok := in.Event.Data["timeout_s"].(float64); ok {
+				timeout = time.Duration(t * float64(time.Second))
+			}
+			ev, ok, err := step.WaitForEvent[map[string]any](ctx, "await", step.WaitOpts{
+				Event: "test/activated", Match: "data.userId", If: ifExpr, Timeout: timeout,
+			})
+			if err != nil || !ok {
+				return activation{}, err
+			}
+			by, _ := ev.Data["by"].(string)
+			return activation{Activated: true, By: by}, nil
+		})
+}

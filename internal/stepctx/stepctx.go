@@ -12,12 +12,15 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/herald-run/herald/internal/wire"
 )
 
 // Names of the activities Herald registers on every worker.
 const (
-	ActivitySendEvents = "herald.SendEvents"
-	ActivityFinishRun  = "herald.FinishRun"
+	ActivitySendEvents   = "herald.SendEvents"
+	ActivityFinishRun    = "herald.FinishRun"
+	ActivityRegisterWait = "herald.RegisterWait"
 )
 
 // Run is what the steps of one run need to know.
@@ -31,6 +34,10 @@ type Run struct {
 	Retries int
 	// StepTimeout bounds one attempt of a step.
 	StepTimeout time.Duration
+	// Trigger is the run's triggering event and Received when Herald
+	// accepted it (ms); waits bind the first and match from the second.
+	Trigger  wire.Event
+	Received int64
 	// used holds the step ids already taken in this run.
 	used map[string]bool
 }

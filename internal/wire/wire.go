@@ -21,6 +21,9 @@ type RunRequest struct {
 	RunID      string  `json:"run_id"`
 	Event      Event   `json:"event"`
 	Events     []Event `json:"events,omitempty"`
+	// ReceivedMS is when Herald accepted Event (ms since the epoch); waits
+	// match events accepted from then on.
+	ReceivedMS int64 `json:"received_ms,omitempty"`
 }
 
 // TriggerConfig is one trigger of a function: an event pattern with an
@@ -31,13 +34,54 @@ type TriggerConfig struct {
 	Cron  string `json:"cron,omitempty"`
 }
 
+// CancelOnConfig cancels a run when a matching event arrives.
+type CancelOnConfig struct {
+	Event string `json:"event"`
+	Match string `json:"match,omitempty"`
+	If    string `json:"if,omitempty"`
+	// TimeoutMS bounds how long the run can be cancelled this way; 0 means for
+	// as long as it runs (up to MaxWait).
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+}
+
 // FunctionConfig is a function's configuration as a worker syncs it.
 type FunctionConfig struct {
-	ID       string          `json:"id"`
-	Name     string          `json:"name,omitempty"`
-	Triggers []TriggerConfig `json:"triggers"`
-	Retries  int             `json:"retries"`
+	ID       string           `json:"id"`
+	Name     string           `json:"name,omitempty"`
+	Triggers []TriggerConfig  `json:"triggers"`
+	Retries  int              `json:"retries"`
+	CancelOn []CancelOnConfig `json:"cancel_on,omitempty"`
 }
+
+// MaxWaitMS is the longest a wait (or a cancelOn) can last: 366 days.
+const MaxWaitMS = 366 * 24 * 60 * 60 * 1000
+
+// WaitRegister is the body of POST /v1/waits, sent when a run reaches
+// step.WaitForEvent.
+type WaitRegister struct {
+	AppID        string `json:"app_id"`
+	FunctionID   string `json:"function_id"`
+	RunID        string `json:"run_id"`
+	WorkflowID   string `json:"workflow_id"`
+	StepID       string `json:"step_id"`
+	Event        string `json:"event"`
+	Match        string `json:"match,omitempty"`
+	If           string `json:"if,omitempty"`
+	TriggerEvent Event  `json:"trigger_event"`
+	// SinceMS and ExpiresAtMS are milliseconds since the epoch.
+	SinceMS     int64 `json:"since_ms"`
+	ExpiresAtMS int64 `json:"expires_at_ms"`
+}
+
+// WaitRegistered is the reply: Event is set when an event that arrived while
+// the wait was being registered already resolved it.
+type WaitRegistered struct {
+	WaitID string `json:"wait_id"`
+	Event  *Event `json:"event,omitempty"`
+}
+
+// WaitSignal names the signal that delivers a wait's event to its run.
+func WaitSignal(stepID string) string { return "herald.wait/" + stepID }
 
 // SyncRequest is the body of POST /v1/apps/{app}/sync.
 type SyncRequest struct {

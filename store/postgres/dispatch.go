@@ -132,8 +132,11 @@ func (d *Driver) ListFunctions(ctx context.Context) ([]store.Function, error) {
 
 // ClaimEvents locks up to limit pending events (skipping rows another replica
 // holds), calls fn with them while the locks are held, and records fn's claim
-// in the same transaction. A failing fn rolls everything back.
-func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, events []store.Event) (store.Claim, error)) (int, error) {
+// (runs, dispatched events, new waits and resolutions) in the same
+// transaction. fn reads waits through a ClaimTx bound to that transaction, so
+// the candidate waits it sees stay locked until the claim commits. A failing
+// fn rolls everything back.
+func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error)) (int, error) {
 	if limit <= 0 {
 		return 0, store.ErrClaimLimit
 	}
@@ -157,11 +160,13 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 	if len(events) == 0 {
 		return 0, nil
 	}
-	claim, err := fn(ctx, events)
+	ctl := &claimTx{tx: tx, candidates: map[string]bool{}}
+	claim, err := fn(ctx, ctl, events)
+	ctl.close()
 	if err != nil {
 		return 0, err
 	}
-	if err := recordClaim(ctx, tx, events, claim); err != nil {
+	if err := recordClaim(ctx, tx, events, claim, ctl.candidates); err != nil {
 		return 0, wrapErr("claim events", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -178,9 +183,20 @@ SELECT u.id, u.app_id, u.function_id, nullif(u.event_id, ''), u.workflow_id, u.s
        AS u(id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
 ON CONFLICT DO NOTHING`
 
-// recordClaim stores claim's runs (ignoring those that exist) and marks its
-// dispatched events, only among the events this transaction claimed.
-func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, claim store.Claim) error {
+// recordClaim stores claim's runs (ignoring those that exist), registers its
+// waits, applies its resolutions (only of waits in candidates, which this
+// transaction holds locked) and marks its dispatched events, only among the
+// events this transaction claimed.
+func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, claim store.Claim, candidates map[string]bool) error {
+	for _, w := range claim.Waits {
+		if err := store.ValidateWait(w); err != nil {
+			return err
+		}
+	}
+	resolved, err := store.ClaimResolutions(claim.Resolved, func(id string) bool { return candidates[id] })
+	if err != nil {
+		return err
+	}
 	if n := len(claim.Runs); n > 0 {
 		var (
 			ids     = make([]string, n)
@@ -220,11 +236,17 @@ func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, claim sto
 			claimed[id] = false // once
 		}
 	}
-	if len(done) == 0 {
-		return nil
+	if len(done) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE events SET dispatched_at = now() WHERE id = ANY($1) AND dispatched_at IS NULL`, done); err != nil {
+			return err
+		}
 	}
-	_, err := tx.Exec(ctx, `UPDATE events SET dispatched_at = now() WHERE id = ANY($1) AND dispatched_at IS NULL`, done)
-	return err
+	if len(claim.Waits) > 0 {
+		if _, err := insertWaits(ctx, tx, claim.Waits); err != nil {
+			return err
+		}
+	}
+	return resolveWaits(ctx, tx, resolved)
 }
 
 // PendingEvents counts events not yet dispatched.
@@ -320,6 +342,14 @@ func (d *Driver) FinishRun(ctx context.Context, r store.Run, systemEvent *store.
 }
 
 func finishRun(ctx context.Context, tx pgx.Tx, r store.Run, systemEvent *store.Event) error {
+	// A run that ends leaves no live waits, even when it was reported finished
+	// before. This comes first: it may wait for a claim that holds one of the
+	// waits locked, and must not hold the run's row meanwhile.
+	if r.WorkflowID != "" {
+		if _, err := tx.Exec(ctx, `DELETE FROM waits WHERE workflow_id = $1`, r.WorkflowID); err != nil {
+			return err
+		}
+	}
 	var status string
 	err := tx.QueryRow(ctx, `SELECT status FROM runs WHERE id = $1 FOR UPDATE`, r.ID).Scan(&status)
 	switch {

@@ -162,8 +162,10 @@ func (d *Driver) ListFunctions(ctx context.Context) ([]store.Function, error) {
 // while fn runs (it calls Temporal and may take seconds; ingest would stall),
 // so claimers in this process take turns instead (see Driver.claimMu). An
 // event re-accepted while fn ran is not marked dispatched: its new version is
-// still pending.
-func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, events []store.Event) (store.Claim, error)) (int, error) {
+// still pending. fn's ClaimTx reads waits outside the write transaction too;
+// nothing else resolves a wait concurrently except ResolveWait, and a
+// resolution only applies to a wait still unresolved when the claim records.
+func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error)) (int, error) {
 	if limit <= 0 {
 		return 0, store.ErrClaimLimit
 	}
@@ -176,7 +178,9 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 	if len(events) == 0 {
 		return 0, nil
 	}
-	claim, err := fn(ctx, events)
+	ctl := &claimTx{db: d.db, candidates: map[string]bool{}}
+	claim, err := fn(ctx, ctl, events)
+	ctl.close()
 	if err != nil {
 		return 0, err
 	}
@@ -185,7 +189,24 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 			return 0, err
 		}
 	}
-	err = d.inTx(ctx, func(tx *sql.Tx) error { return recordClaim(ctx, tx, events, claim) })
+	for _, w := range claim.Waits {
+		if err := store.ValidateWait(w); err != nil {
+			return 0, err
+		}
+	}
+	resolved, err := store.ClaimResolutions(claim.Resolved, func(id string) bool { return ctl.candidates[id] })
+	if err != nil {
+		return 0, err
+	}
+	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		if err := recordClaim(ctx, tx, events, claim); err != nil {
+			return err
+		}
+		if _, err := insertWaits(ctx, tx, claim.Waits); err != nil {
+			return err
+		}
+		return resolveWaits(ctx, tx, resolved)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: claim events: %w", err)
 	}
@@ -357,6 +378,13 @@ func (d *Driver) FinishRun(ctx context.Context, r store.Run, systemEvent *store.
 		r.EndedAt = &now
 	}
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		// A run that ends leaves no live waits, even when it was reported
+		// finished before.
+		if r.WorkflowID != "" {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM waits WHERE workflow_id = ?`, r.WorkflowID); err != nil {
+				return err
+			}
+		}
 		var status string
 		err := tx.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = ?`, r.ID).Scan(&status)
 		switch {

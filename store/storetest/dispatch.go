@@ -150,8 +150,8 @@ func runFor(runID, fnID, eventID string, started time.Time) store.Run {
 
 // claimAll is a claim function that records one run of function "f" for every
 // event and dispatches them all.
-func claimAll(runPrefix string) func(context.Context, []store.Event) (store.Claim, error) {
-	return func(_ context.Context, events []store.Event) (store.Claim, error) {
+func claimAll(runPrefix string) func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
+	return func(_ context.Context, _ store.ClaimTx, events []store.Event) (store.Claim, error) {
 		var c store.Claim
 		for _, e := range events {
 			c.Runs = append(c.Runs, runFor(runPrefix+e.ID, "f", e.ID, base))
@@ -201,9 +201,9 @@ func testClaimOldestFirst(t *testing.T, s store.Driver) {
 	require.EqualValues(t, 5, pending(t, s))
 
 	var got []store.Event
-	n, err := s.ClaimEvents(ctx(t), 3, func(c context.Context, events []store.Event) (store.Claim, error) {
+	n, err := s.ClaimEvents(ctx(t), 3, func(c context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
 		got = events
-		return claimAll("r-")(c, events)
+		return claimAll("r-")(c, tx, events)
 	})
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
@@ -228,9 +228,9 @@ func testClaimOldestFirst(t *testing.T, s store.Driver) {
 	}, run)
 	require.True(t, base.Equal(run.StartedAt))
 
-	n, err = s.ClaimEvents(ctx(t), 10, func(c context.Context, events []store.Event) (store.Claim, error) {
+	n, err = s.ClaimEvents(ctx(t), 10, func(c context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
 		got = events
-		return claimAll("r-")(c, events)
+		return claimAll("r-")(c, tx, events)
 	})
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
@@ -242,7 +242,7 @@ func testClaimOldestFirst(t *testing.T, s store.Driver) {
 }
 
 func testClaimEmpty(t *testing.T, s store.Driver) {
-	n, err := s.ClaimEvents(ctx(t), 10, func(context.Context, []store.Event) (store.Claim, error) {
+	n, err := s.ClaimEvents(ctx(t), 10, func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
 		require.FailNow(t, "fn called with no pending events")
 		return store.Claim{}, nil
 	})
@@ -252,7 +252,7 @@ func testClaimEmpty(t *testing.T, s store.Driver) {
 	insertSeries(t, s, 1)
 	_, err = s.ClaimEvents(ctx(t), 10, claimAll("r-"))
 	require.NoError(t, err)
-	n, err = s.ClaimEvents(ctx(t), 10, func(context.Context, []store.Event) (store.Claim, error) {
+	n, err = s.ClaimEvents(ctx(t), 10, func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
 		require.FailNow(t, "fn called with only dispatched events")
 		return store.Claim{}, nil
 	})
@@ -263,8 +263,8 @@ func testClaimEmpty(t *testing.T, s store.Driver) {
 func testClaimFnError(t *testing.T, s store.Driver) {
 	insertSeries(t, s, 3)
 	boom := errors.New("temporal is down")
-	n, err := s.ClaimEvents(ctx(t), 10, func(c context.Context, events []store.Event) (store.Claim, error) {
-		claim, _ := claimAll("r-")(c, events)
+	n, err := s.ClaimEvents(ctx(t), 10, func(c context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
+		claim, _ := claimAll("r-")(c, tx, events)
 		return claim, boom
 	})
 	require.ErrorIs(t, err, boom)
@@ -275,9 +275,9 @@ func testClaimFnError(t *testing.T, s store.Driver) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 
 	var got []store.Event
-	n, err = s.ClaimEvents(ctx(t), 10, func(c context.Context, events []store.Event) (store.Claim, error) {
+	n, err = s.ClaimEvents(ctx(t), 10, func(c context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
 		got = events
-		return claimAll("r-")(c, events)
+		return claimAll("r-")(c, tx, events)
 	})
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
@@ -286,7 +286,7 @@ func testClaimFnError(t *testing.T, s store.Driver) {
 
 func testClaimPartial(t *testing.T, s store.Driver) {
 	insertSeries(t, s, 4)
-	n, err := s.ClaimEvents(ctx(t), 3, func(_ context.Context, events []store.Event) (store.Claim, error) {
+	n, err := s.ClaimEvents(ctx(t), 3, func(_ context.Context, _ store.ClaimTx, events []store.Event) (store.Claim, error) {
 		// c001 is done, c000 and c002 are not; ids outside the batch are ignored.
 		return store.Claim{
 			Runs:       []store.Run{runFor("r1", "f", "c001", base)},
@@ -303,7 +303,7 @@ func testClaimPartial(t *testing.T, s store.Driver) {
 	}
 
 	var got []store.Event
-	_, err = s.ClaimEvents(ctx(t), 10, func(c context.Context, events []store.Event) (store.Claim, error) {
+	_, err = s.ClaimEvents(ctx(t), 10, func(c context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
 		got = events
 		return store.Claim{}, nil
 	})
@@ -315,14 +315,14 @@ func testClaimDuplicateRun(t *testing.T, s store.Driver) {
 	insertSeries(t, s, 1)
 	// First pass: a run for f is recorded but the event is not done (say a
 	// second function's start failed).
-	_, err := s.ClaimEvents(ctx(t), 10, func(context.Context, []store.Event) (store.Claim, error) {
+	_, err := s.ClaimEvents(ctx(t), 10, func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
 		return store.Claim{Runs: []store.Run{runFor("first", "f", "c000", base)}}, nil
 	})
 	require.NoError(t, err)
 
 	// Second pass: the router starts f again under a new run id (ignored), and
 	// g twice in one batch (the second ignored).
-	_, err = s.ClaimEvents(ctx(t), 10, func(context.Context, []store.Event) (store.Claim, error) {
+	_, err = s.ClaimEvents(ctx(t), 10, func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
 		return store.Claim{
 			Runs: []store.Run{
 				runFor("second", "f", "c000", base.Add(time.Second)),
@@ -375,14 +375,14 @@ func testConcurrentClaims(t *testing.T, s store.Driver) {
 		wg      sync.WaitGroup
 		errs    = make(chan error, claimers)
 	)
-	record := func(c context.Context, events []store.Event) (store.Claim, error) {
+	record := func(c context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
 		mu.Lock()
 		for _, e := range events {
 			claimed[e.ID]++
 		}
 		mu.Unlock()
 		time.Sleep(time.Millisecond) // hold the claim while others try
-		return claimAll("run-")(c, events)
+		return claimAll("run-")(c, tx, events)
 	}
 	for range claimers {
 		wg.Add(1)
@@ -421,7 +421,7 @@ func testGetAndListRuns(t *testing.T, s store.Driver) {
 	require.Empty(t, runIDs(t, s, "e1"))
 
 	insert(t, s, base.Add(-time.Hour), ev("e1", "l/x", base))
-	_, err = s.ClaimEvents(ctx(t), 10, func(context.Context, []store.Event) (store.Claim, error) {
+	_, err = s.ClaimEvents(ctx(t), 10, func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
 		ended := base.Add(time.Minute)
 		skipped := runFor("b", "skipped", "e1", base.Add(time.Second))
 		skipped.Status, skipped.Error, skipped.EndedAt = store.RunSkipped, "rate limited", &ended

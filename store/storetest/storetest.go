@@ -51,6 +51,15 @@ func Run(t *testing.T, open Opener) {
 		"FinishUnknownRun":          testFinishUnknownRun,
 		"ConcurrentFinish":          testConcurrentFinish,
 		"FinishRunInvalidOutput":    testFinishRunInvalidOutput,
+		"RegisterWait":              testRegisterWait,
+		"CandidateWaits":            testCandidateWaits,
+		"ClaimRecordsWaits":         testClaimRecordsWaits,
+		"WaitResolvedOnce":          testWaitResolvedOnce,
+		"EventsSince":               testEventsSince,
+		"DeleteRunWaits":            testDeleteRunWaits,
+		"FinishRunDeletesWaits":     testFinishRunDeletesWaits,
+		"PurgeWaits":                testPurgeWaits,
+		"WaitStats":                 testWaitStats,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

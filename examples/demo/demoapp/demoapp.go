@@ -25,6 +25,8 @@ type Signup struct {
 	UserID string `json:"userId"`
 	Email  string `json:"email"`
 	Plan   string `json:"plan"`
+	// TimeoutS is how long onboarding waits for the activation; default 1h.
+	TimeoutS int `json:"timeout_s"`
 }
 
 // WelcomeResult is welcome-email's output.
@@ -130,9 +132,33 @@ var NightlyReport = herald.NewFunction(herald.FunctionOpts{
 	return step.Run[Report](ctx, "build-report", BuildReport)
 })
 
+// Activation is onboarding's output.
+type Activation struct {
+	Activated bool `json:"activated"`
+}
+
+// Onboarding waits for a pro user's activation. Deleting the user cancels it.
+var Onboarding = herald.NewFunction(herald.FunctionOpts{
+	ID:       "onboarding",
+	Name:     "Onboarding",
+	Triggers: []herald.Trigger{herald.OnEvent("demo/user.signup", `event.data.plan == "pro"`)},
+	CancelOn: []herald.CancelOn{{Event: "demo/user.deleted", Match: "data.userId"}},
+}, func(ctx workflow.Context, in herald.Input[Signup]) (Activation, error) {
+	timeout := time.Hour
+	if in.Event.Data.TimeoutS > 0 {
+		timeout = time.Duration(in.Event.Data.TimeoutS) * time.Second
+	}
+	_, activated, err := step.WaitForEvent[map[string]any](ctx, "await-activation", step.WaitOpts{
+		Event:   "demo/user.activated",
+		Match:   "data.userId",
+		Timeout: timeout,
+	})
+	return Activation{Activated: activated}, err
+})
+
 // Register adds the demo app's functions and steps to w.
 func Register(w *herald.Worker) error {
-	if err := w.Register(WelcomeEmail, FlakyCharge, NightlyReport); err != nil {
+	if err := w.Register(WelcomeEmail, FlakyCharge, NightlyReport, Onboarding); err != nil {
 		return err
 	}
 	return w.RegisterSteps(SendWelcome, SendFollowUp, Charge, BuildReport)

@@ -1,0 +1,148 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/herald-run/herald/internal/wire"
+	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/triggers"
+)
+
+// waitScanPage is how many events a registration reads at a time.
+const waitScanPage = 1000
+
+// handleRegisterWait registers a step.WaitForEvent. Events accepted since the
+// run's trigger may already be stored (even dispatched) by now; they are
+// checked here, so no event between the trigger and the registration is lost.
+func (s *Server) handleRegisterWait(c *gin.Context) {
+	var reg wire.WaitRegister
+	if err := decodeJSONBody(c, &reg, s.limits.MaxBodyBytes); err != nil {
+		writeError(c, http.StatusBadRequest, "wait body: "+err.Error())
+		return
+	}
+	w, err := s.buildWait(reg)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx := c.Request.Context()
+	stored, err := s.cfg.Store.RegisterWait(ctx, w)
+	if err != nil {
+		s.storeError(c, err)
+		return
+	}
+	if stored.ResolvedAt != nil {
+		// A retried registration: the wait was resolved meanwhile.
+		s.replyWait(c, stored.ID, stored.ResolvedBy)
+		return
+	}
+	// Page through every event of that name accepted since the wait's start.
+	since, seen := stored.Since, map[string]bool{}
+	for {
+		events, err := s.cfg.Store.EventsSince(ctx, stored.EventName, since, waitScanPage)
+		if err != nil {
+			s.storeError(c, err)
+			return
+		}
+		for i := range events {
+			e := &events[i]
+			if seen[e.ID] {
+				continue
+			}
+			seen[e.ID] = true
+			act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+			if err != nil {
+				continue
+			}
+			ok, err := s.waits.Matches(ctx, stored, e, act)
+			if err != nil || !ok {
+				continue
+			}
+			won, err := s.cfg.Store.ResolveWait(ctx, stored.ID, e.ID)
+			if err != nil {
+				s.storeError(c, err)
+				return
+			}
+			if won {
+				s.replyWait(c, stored.ID, e.ID)
+				return
+			}
+			// The router resolved it first and signals the run.
+			c.JSON(http.StatusOK, wire.WaitRegistered{WaitID: stored.ID})
+			return
+		}
+		if len(events) < waitScanPage {
+			break
+		}
+		next := events[len(events)-1].ReceivedAt
+		if !next.After(since) {
+			next = since.Add(time.Millisecond) // a page of one millisecond: move on
+		}
+		since = next
+	}
+	c.JSON(http.StatusOK, wire.WaitRegistered{WaitID: stored.ID})
+}
+
+func (s *Server) replyWait(c *gin.Context, waitID, eventID string) {
+	e, err := s.cfg.Store.GetEvent(c.Request.Context(), eventID)
+	if errors.Is(err, store.ErrNotFound) {
+		c.JSON(http.StatusOK, wire.WaitRegistered{WaitID: waitID})
+		return
+	}
+	if err != nil {
+		s.storeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, wire.WaitRegistered{WaitID: waitID, Event: &wire.Event{ID: e.ID, Name: e.Name, Data: e.Data, TS: e.TS, V: e.V}})
+}
+
+// buildWait validates a registration and binds the triggering event's value
+// into the wait's indexed key.
+func (s *Server) buildWait(reg wire.WaitRegister) (store.Wait, error) {
+	switch {
+	case reg.AppID == "" || reg.FunctionID == "" || reg.RunID == "" || reg.WorkflowID == "" || reg.StepID == "":
+		return store.Wait{}, errors.New("app_id, function_id, run_id, workflow_id and step_id are required")
+	case reg.ExpiresAtMS <= 0:
+		return store.Wait{}, errors.New("expires_at_ms is required")
+	}
+	if err := triggers.ValidateName(reg.Event); err != nil {
+		return store.Wait{}, fmt.Errorf("event: %w", err)
+	}
+	trig, err := jsonEvent(reg.TriggerEvent)
+	if err != nil {
+		return store.Wait{}, err
+	}
+	w := store.Wait{
+		ID: ulid.Make().String(), Kind: store.WaitKindWait,
+		AppID: reg.AppID, FunctionID: reg.FunctionID, RunID: reg.RunID, WorkflowID: reg.WorkflowID,
+		StepID: reg.StepID, EventName: reg.Event, Expr: reg.If, TriggerEvent: trig,
+		Since: time.UnixMilli(reg.SinceMS).UTC(), ExpiresAt: time.UnixMilli(reg.ExpiresAtMS).UTC(),
+		CreatedAt: time.Now().UTC(),
+	}
+	if reg.If != "" {
+		if _, err := s.waits.Env().Cached(reg.If); err != nil {
+			return store.Wait{}, fmt.Errorf("if: %w", err)
+		}
+	}
+	if reg.Match != "" {
+		if err := triggers.ValidatePath(reg.Match); err != nil {
+			return store.Wait{}, err
+		}
+		act, err := triggers.EventActivation(reg.TriggerEvent.Name, reg.TriggerEvent.Data, reg.TriggerEvent.ID, reg.TriggerEvent.TS, reg.TriggerEvent.V)
+		if err != nil {
+			return store.Wait{}, fmt.Errorf("trigger_event: %w", err)
+		}
+		v, ok := triggers.PathValue(act, reg.Match)
+		if !ok {
+			return store.Wait{}, fmt.Errorf("match %q: the triggering event has no value there, so no event could match", reg.Match)
+		}
+		w.MatchPath, w.MatchValue = reg.Match, v
+	}
+	return w, nil
+}

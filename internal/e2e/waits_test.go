@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herald-run/herald"
+	"github.com/herald-run/herald/ingest"
+)
+
+func signup(user string, extra map[string]any) map[string]any {
+	data := map[string]any{"userId": user}
+	for k, v := range extra {
+		data[k] = v
+	}
+	return map[string]any{"name": "test/signup", "data": data}
+}
+
+func activated(user, by string) map[string]any {
+	return map[string]any{"name": "test/activated", "data": map[string]any{"userId": user, "by": by}}
+}
+
+func outputOf(t *testing.T, r ingest.RunJSON) activation {
+	t.Helper()
+	var a activation
+	require.NoError(t, json.Unmarshal(r.Output, &a), string(r.Output))
+	return a
+}
+
+func TestWaitForEvent(t *testing.T) {
+	t.Parallel()
+	for _, driver := range []string{"postgres", "sqlite"} {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOpts{driver: driver}, waiterFn("waiter", ""))
+
+			// Activation arrives later.
+			later := b.send(t, signup("u-later", nil))
+			b.waitDispatched(t, later[0])
+			time.Sleep(300 * time.Millisecond)
+			b.send(t, activated("u-other", "wrong user"), activated("u-later", "later"))
+			r := b.waitRuns(t, later[0], 1)[0]
+			require.Equal(t, "Completed", r.Status, r.Error)
+			require.Equal(t, activation{Activated: true, By: "later"}, outputOf(t, r))
+
+			// Sent right after the trigger, before the run can have registered its wait.
+			quick := b.send(t, signup("u-quick", nil))
+			b.send(t, activated("u-quick", "quick"))
+			r = b.waitRuns(t, quick[0], 1)[0]
+			require.Equal(t, activation{Activated: true, By: "quick"}, outputOf(t, r))
+
+			// In the same request as the trigger.
+			same := b.send(t, signup("u-same", nil), activated("u-same", "same request"))
+			r = b.waitRuns(t, same[0], 1)[0]
+			require.Equal(t, activation{Activated: true, By: "same request"}, outputOf(t, r))
+
+			// Timeout: not activated, and not a failure.
+			timeout := b.send(t, signup("u-timeout", map[string]any{"timeout_s": 1}))
+			r = b.waitRuns(t, timeout[0], 1)[0]
+			require.Equal(t, "Completed", r.Status, r.Error)
+			require.Equal(t, activation{Activated: false}, outputOf(t, r))
+		})
+	}
+}
+
+func TestWaitConditionWithInAndOr(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{}, waiterFn("picky", `async.data.by in ["admin", "owner"] || async.data.level > event.data.level`))
+	ids := b.send(t, signup("u-1", map[string]any{"level": 3}), signup("u-2", map[string]any{"level": 3}))
+	b.waitDispatched(t, ids[0])
+	b.waitDispatched(t, ids[1])
+	b.send(t,
+		activated("u-1", "guest"), // neither clause holds
+		map[string]any{"name": "test/activated", "data": map[string]any{"userId": "u-2", "by": "guest", "level": 5}}, // level > 3
+	)
+	time.Sleep(500 * time.Millisecond)
+	b.send(t, activated("u-1", "owner"))
+	r1 := b.waitRuns(t, ids[0], 1)[0]
+	require.Equal(t, activation{Activated: true, By: "owner"}, outputOf(t, r1))
+	r2 := b.waitRuns(t, ids[1], 1)[0]
+	require.Equal(t, activation{Activated: true, By: "guest"}, outputOf(t, r2))
+}
+
+func TestCancelOn(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{}, waiterFn("cancellable", "", herald.CancelOn{Event: "test/deleted", Match: "data.userId"}))
+	ids := b.send(t, signup("u-keep", nil), signup("u-gone", nil))
+	b.waitDispatched(t, ids[0])
+	b.send(t, map[string]any{"name": "test/deleted", "data": map[string]any{"userId": "u-gone"}})
+	gone := b.waitRuns(t, ids[1], 1)[0]
+	require.Equal(t, "Cancelled", gone.Status)
+	cancelled := b.eventsNamed(t, "herald/function.cancelled")
+	require.Len(t, cancelled, 1)
+	require.Contains(t, string(cancelled[0].Data), gone.RunID)
+	require.Empty(t, b.eventsNamed(t, "herald/function.failed"))
+
+	// The other run is untouched and still waits.
+	require.Equal(t, "Running", b.runs(t, ids[0])[0].Status)
+	b.send(t, activated("u-keep", "still here"))
+	keep := b.waitRuns(t, ids[0], 1)[0]
+	require.Equal(t, activation{Activated: true, By: "still here"}, outputOf(t, keep))
+}
+
+// TestManyWaits has 2,000 runs waiting at once, resolved by 2,000 events:
+// none missed, none resolved twice.
+func TestManyWaits(t *testing.T) {
+	t.Parallel()
+	const n = 2000
+	b := setup(t, setupOpts{}, waiterFn("crowd", ""))
+	var ids []string
+	for i := 0; i < n; i += 500 {
+		batch := make([]map[string]any, 0, 500)
+		for j := i; j < i+500; j++ {
+			batch = append(batch, signup(fmt.Sprintf("crowd-%d", j), map[string]any{"timeout_s": 600}))
+		}
+		ids = append(ids, b.send(t, batch...)...)
+	}
+	for i := 0; i < n; i += 500 {
+		batch := make([]map[string]any, 0, 500)
+		for j := i; j < i+500; j++ {
+			batch = append(batch, activated(fmt.Sprintf("crowd-%d", j), fmt.Sprintf("by-%d", j)))
+		}
+		b.send(t, batch...)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.Now().Add(6 * time.Minute)
+			for time.Now().Before(deadline) {
+				var out struct {
+					Data []ingest.RunJSON `json:"data"`
+				}
+				resp, err := http.Get(b.url + "/v1/events/" + id + "/runs")
+				if err == nil {
+					err = json.NewDecoder(resp.Body).Decode(&out)
+					resp.Body.Close()
+				}
+				if err == nil && len(out.Data) == 1 && out.Data[0].Status == "Completed" {
+					var a activation
+					_ = json.Unmarshal(out.Data[0].Output, &a)
+					if a != (activation{Activated: true, By: fmt.Sprintf("by-%d", i)}) {
+						errs <- fmt.Errorf("run %d resolved with %+v", i, a)
+					}
+					return
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			errs <- fmt.Errorf("run %d (event %s) did not complete", i, id)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}

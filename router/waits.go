@@ -1,0 +1,220 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/herald-run/herald/internal/wire"
+	"github.com/herald-run/herald/registry"
+	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/triggers"
+)
+
+// WaitMatcher decides whether an event resolves a wait. The router and the
+// wait registration endpoint share it, so both apply the same rule.
+type WaitMatcher struct {
+	env         *triggers.Env
+	evalTimeout time.Duration
+}
+
+// NewWaitMatcher returns a matcher over the wait CEL environment.
+func NewWaitMatcher(evalTimeout time.Duration) (*WaitMatcher, error) {
+	env, err := triggers.NewWaitEnv()
+	if err != nil {
+		return nil, err
+	}
+	if evalTimeout <= 0 {
+		evalTimeout = 100 * time.Millisecond
+	}
+	return &WaitMatcher{env: env, evalTimeout: evalTimeout}, nil
+}
+
+// Env returns the wait CEL environment (event and async).
+func (m *WaitMatcher) Env() *triggers.Env { return m.env }
+
+// Matches reports whether the event e (with activation act) resolves w. The
+// key was already compared by the caller when w came from an index lookup;
+// it is compared again here so the function stands alone.
+func (m *WaitMatcher) Matches(ctx context.Context, w store.Wait, e *store.Event, act map[string]any) (bool, error) {
+	if e.Name != w.EventName || e.ReceivedAt.Before(w.Since) {
+		return false, nil
+	}
+	var trig wire.Event
+	if err := json.Unmarshal(w.TriggerEvent, &trig); err != nil {
+		return false, fmt.Errorf("wait %s: trigger event: %w", w.ID, err)
+	}
+	if e.ID == trig.ID {
+		return false, nil // the event that started the run does not resolve its own wait
+	}
+	if w.MatchPath != "" {
+		if v, ok := triggers.PathValue(act, w.MatchPath); !ok || v != w.MatchValue {
+			return false, nil
+		}
+	}
+	if w.Expr == "" {
+		return true, nil
+	}
+	prg, err := m.env.Cached(w.Expr)
+	if err != nil {
+		return false, err
+	}
+	tact, err := triggers.EventActivation(trig.Name, trig.Data, trig.ID, trig.TS, trig.V)
+	if err != nil {
+		return false, err
+	}
+	ectx, cancel := context.WithTimeout(ctx, m.evalTimeout)
+	defer cancel()
+	return prg.EvalWait(ectx, tact, act)
+}
+
+// resolution is one wait resolved by one event of the batch.
+type resolution struct {
+	wait  store.Wait
+	event *store.Event
+	err   error
+}
+
+// resolveWaits finds the waits this batch resolves, signals or cancels their
+// runs, and returns the resolutions to record plus the events that must stay
+// pending because Temporal refused a call.
+func (d *Dispatcher) resolveWaits(ctx context.Context, tx store.ClaimTx, events []store.Event) ([]store.WaitResolution, map[string]error, error) {
+	failed := map[string]error{}
+	names := make([]string, 0, 4)
+	seen := map[string]bool{}
+	for i := range events {
+		if !seen[events[i].Name] {
+			seen[events[i].Name] = true
+			names = append(names, events[i].Name)
+		}
+	}
+	paths, err := tx.WaitPaths(ctx, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	acts := make([]map[string]any, len(events))
+	activation := func(i int) map[string]any {
+		if acts[i] == nil {
+			e := &events[i]
+			act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+			if err != nil {
+				act = map[string]any{"name": e.Name, "id": e.ID}
+			}
+			acts[i] = act
+		}
+		return acts[i]
+	}
+	var keys []store.WaitKey
+	for i := range events {
+		for _, p := range paths[events[i].Name] {
+			if p == "" {
+				continue
+			}
+			if v, ok := triggers.PathValue(activation(i), p); ok {
+				keys = append(keys, store.WaitKey{EventName: events[i].Name, MatchPath: p, MatchValue: v})
+			}
+		}
+	}
+	waits, err := tx.CandidateWaits(ctx, names, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(waits) == 0 {
+		return nil, failed, nil
+	}
+	var found []*resolution
+	for _, w := range waits {
+		for i := range events {
+			ok, err := d.waits.Matches(ctx, w, &events[i], activation(i))
+			if err != nil {
+				d.cfg.Metrics.evalErrors.Inc()
+				d.cfg.Logger.Debug("wait condition failed on an event; counted as no match", "wait", w.ID, "event_id", events[i].ID, "err", err)
+				continue
+			}
+			if ok {
+				found = append(found, &resolution{wait: w, event: &events[i]})
+				break // the first matching event wins
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, r := range found {
+		d.sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-d.sem; wg.Done() }()
+			r.err = d.deliver(ctx, r)
+		}()
+	}
+	wg.Wait()
+	var out []store.WaitResolution
+	for _, r := range found {
+		if r.err != nil {
+			failed[r.event.ID] = r.err
+			continue
+		}
+		out = append(out, store.WaitResolution{WaitID: r.wait.ID, EventID: r.event.ID})
+		d.cfg.Metrics.waitsResolved.Inc()
+	}
+	return out, failed, nil
+}
+
+// deliver signals the waiting run with the event, or cancels the run for a
+// cancelOn. A run that no longer exists needs nothing.
+func (d *Dispatcher) deliver(ctx context.Context, r *resolution) error {
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
+	defer cancel()
+	var err error
+	switch r.wait.Kind {
+	case store.WaitKindCancel:
+		err = d.cfg.Temporal.CancelWorkflow(cctx, r.wait.WorkflowID, "")
+	default:
+		e := r.event
+		err = d.cfg.Temporal.SignalWorkflow(cctx, r.wait.WorkflowID, "", wire.WaitSignal(r.wait.StepID),
+			wire.Event{ID: e.ID, Name: e.Name, Data: e.Data, TS: e.TS, V: e.V})
+	}
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deliver event %s to %s: %w", r.event.ID, r.wait.WorkflowID, err)
+	}
+	return nil
+}
+
+// cancelWaits returns the cancelOn waits of a run fn starts for e.
+func cancelWaits(fn *registry.Func, e *store.Event, runID, workflowID string, act func() map[string]any) []store.Wait {
+	if len(fn.Config.CancelOn) == 0 {
+		return nil
+	}
+	trig, _ := json.Marshal(wire.Event{ID: e.ID, Name: e.Name, Data: e.Data, TS: e.TS, V: e.V})
+	now := time.Now()
+	out := make([]store.Wait, 0, len(fn.Config.CancelOn))
+	for i, c := range fn.Config.CancelOn {
+		timeout := time.Duration(c.TimeoutMS) * time.Millisecond
+		if timeout <= 0 || c.TimeoutMS > wire.MaxWaitMS {
+			timeout = time.Duration(wire.MaxWaitMS) * time.Millisecond
+		}
+		w := store.Wait{
+			ID: RunID(fn.AppID, fn.ID, e.ID+"/cancel/"+fmt.Sprint(i), e.ReceivedAt), Kind: store.WaitKindCancel,
+			AppID: fn.AppID, FunctionID: fn.ID, RunID: runID, WorkflowID: workflowID,
+			StepID: fmt.Sprintf("cancel-%d", i), EventName: c.Event, Expr: c.If,
+			TriggerEvent: trig, Since: e.ReceivedAt, ExpiresAt: now.Add(timeout), CreatedAt: now,
+		}
+		if c.Match != "" {
+			v, ok := triggers.PathValue(act(), c.Match)
+			if !ok {
+				continue // the trigger has no value there: nothing can match it
+			}
+			w.MatchPath, w.MatchValue = c.Match, v
+		}
+		out = append(out, w)
+	}
+	return out
+}
