@@ -45,7 +45,7 @@ func (s *Server) handleRegisterWait(c *gin.Context) {
 	// Page through every event of that name accepted since the wait's start.
 	since, seen := stored.Since, map[string]bool{}
 	for {
-		events, err := s.cfg.Store.EventsSince(ctx, stored.EventName, since, waitScanPage)
+		events, err := s.cfg.Store.EventsSince(ctx, stored.EventName, since, store.WaitKey{MatchPath: stored.MatchPath, MatchValue: stored.MatchValue}, waitScanPage)
 		if err != nil {
 			s.storeError(c, err)
 			return

@@ -339,7 +339,10 @@ type Dispatcher interface {
 	// EventsSince returns events named name received at or after since, oldest
 	// first, at most limit: what a new wait must check because it may have
 	// arrived while the wait was being registered.
-	EventsSince(ctx context.Context, name string, since time.Time, limit int) ([]Event, error)
+	// When match.MatchPath is a data path ("data.userId"), events whose value
+	// there differs from match.MatchValue may be left out; this is a
+	// pre-filter, the caller still checks every event it gets.
+	EventsSince(ctx context.Context, name string, since time.Time, match WaitKey, limit int) ([]Event, error)
 
 	// ResolveWait marks the wait resolved by eventID if it is still
 	// unresolved and unexpired, and reports whether this call did it.

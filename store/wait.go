@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // ValidateWait checks the invariants every driver relies on when it stores a
@@ -90,4 +91,14 @@ func ClaimResolutions(resolved []WaitResolution, candidate func(waitID string) b
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// DataPath returns the field names of a match path inside an event's data
+// ("data.user.id" gives [user id]), or nil when the path is not in data.
+func DataPath(matchPath string) []string {
+	rest, ok := strings.CutPrefix(matchPath, "data.")
+	if !ok || rest == "" {
+		return nil
+	}
+	return strings.Split(rest, ".")
 }

@@ -237,12 +237,24 @@ func (d *Driver) RegisterWait(ctx context.Context, w store.Wait) (store.Wait, er
 
 // EventsSince returns the events named name received at or after since,
 // oldest first.
-func (d *Driver) EventsSince(ctx context.Context, name string, since time.Time, limit int) ([]store.Event, error) {
+func (d *Driver) EventsSince(ctx context.Context, name string, since time.Time, match store.WaitKey, limit int) ([]store.Event, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("postgres: events since: limit must be positive, got %d", limit)
 	}
-	rows, err := d.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE name = $1 AND received_at >= $2 ORDER BY received_at, seq LIMIT $3`, name, since, limit)
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if path := store.DataPath(match.MatchPath); path != nil && match.MatchValue != "" {
+		// jsonb equality is semantic (1.0 = 1, escapes decoded), so this never
+		// drops an event the caller's exact check would accept.
+		rows, err = d.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE name = $1 AND received_at >= $2 AND data #> $4::text[] = $5::jsonb
+			ORDER BY received_at, seq LIMIT $3`, name, since, limit, path, match.MatchValue)
+	} else {
+		rows, err = d.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE name = $1 AND received_at >= $2 ORDER BY received_at, seq LIMIT $3`, name, since, limit)
+	}
 	if err != nil {
 		return nil, wrapErr("events since", err)
 	}

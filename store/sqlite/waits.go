@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -245,12 +246,25 @@ func (d *Driver) RegisterWait(ctx context.Context, w store.Wait) (store.Wait, er
 
 // EventsSince returns the events named name received at or after since,
 // oldest first.
-func (d *Driver) EventsSince(ctx context.Context, name string, since time.Time, limit int) ([]store.Event, error) {
+func (d *Driver) EventsSince(ctx context.Context, name string, since time.Time, match store.WaitKey, limit int) ([]store.Event, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("sqlite: events since: limit must be positive, got %d", limit)
 	}
-	rows, err := d.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE name = ? AND received_at >= ? ORDER BY received_at, seq LIMIT ?`, name, since.UnixMilli(), limit)
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	path := store.DataPath(match.MatchPath)
+	if v := match.MatchValue; path != nil && v != "" && v[0] != '{' && v[0] != '[' {
+		// Scalars only: json_extract compares them by value (12.0 = 12, escapes
+		// decoded); objects would compare as text, which could drop a match.
+		rows, err = d.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE name = ? AND received_at >= ? AND json_extract(data, ?) = json_extract(?, '$')
+			ORDER BY received_at, seq LIMIT ?`, name, since.UnixMilli(), "$."+strings.Join(path, "."), v, limit)
+	} else {
+		rows, err = d.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE name = ? AND received_at >= ? ORDER BY received_at, seq LIMIT ?`, name, since.UnixMilli(), limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: events since: %w", err)
 	}

@@ -56,6 +56,7 @@ func Run(t *testing.T, open Opener) {
 		"ClaimRecordsWaits":         testClaimRecordsWaits,
 		"WaitResolvedOnce":          testWaitResolvedOnce,
 		"EventsSince":               testEventsSince,
+		"EventsSinceMatch":          testEventsSinceMatch,
 		"DeleteRunWaits":            testDeleteRunWaits,
 		"FinishRunDeletesWaits":     testFinishRunDeletesWaits,
 		"PurgeWaits":                testPurgeWaits,

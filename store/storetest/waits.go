@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -438,7 +439,7 @@ func testEventsSince(t *testing.T, s store.Driver) {
 	}
 	since := func(from time.Duration, limit int) []string {
 		t.Helper()
-		events, err := s.EventsSince(ctx(t), "s/x", base.Add(from), limit)
+		events, err := s.EventsSince(ctx(t), "s/x", base.Add(from), store.WaitKey{}, limit)
 		require.NoError(t, err)
 		return eventIDs(events)
 	}
@@ -447,13 +448,13 @@ func testEventsSince(t *testing.T, s store.Driver) {
 	require.Equal(t, []string{"s4"}, since(3500*time.Millisecond, 10))
 	require.Empty(t, since(5*time.Second, 10))
 
-	e, err := s.EventsSince(ctx(t), "s/x", base, 1)
+	e, err := s.EventsSince(ctx(t), "s/x", base, store.WaitKey{}, 1)
 	require.NoError(t, err)
 	require.Len(t, e, 1)
 	require.JSONEq(t, `{"id":"s0","n":1}`, string(e[0].Data))
 	require.True(t, base.Equal(e[0].ReceivedAt))
 
-	_, err = s.EventsSince(ctx(t), "s/x", base, 0)
+	_, err = s.EventsSince(ctx(t), "s/x", base, store.WaitKey{}, 0)
 	require.Error(t, err)
 }
 
@@ -565,4 +566,35 @@ func testWaitStats(t *testing.T, s store.Driver) {
 	p, u = stats()
 	require.EqualValues(t, 3, p, "pending: unresolved and unexpired")
 	require.EqualValues(t, 1, u)
+}
+
+// The data-path filter of EventsSince may drop events whose value differs,
+// but never one whose value is equal, however it is written.
+func testEventsSinceMatch(t *testing.T, s store.Driver) {
+	evs := []store.Event{
+		ev("m1", "m/x", base), ev("m2", "m/x", base.Add(time.Second)), ev("m3", "m/x", base.Add(2*time.Second)),
+		ev("m4", "m/x", base.Add(3*time.Second)), ev("m5", "m/x", base.Add(4*time.Second)),
+	}
+	evs[0].Data = json.RawMessage(`{"user":{"id":"u1"},"n":12}`)
+	evs[1].Data = json.RawMessage(`{"user":{"id":"u2"},"n":12.0}`)
+	evs[2].Data = json.RawMessage(`{"user":{"id":"\u0075\u0031"},"n":13}`)
+	evs[3].Data = json.RawMessage(`{"other":true}`)
+	evs[4].Data = json.RawMessage(`{"user":{"id":"u1"},"n":1.2e1}`)
+	insert(t, s, base.Add(-time.Hour), evs...)
+	ids := func(key store.WaitKey) []string {
+		got, err := s.EventsSince(ctx(t), "m/x", base, key, 100)
+		require.NoError(t, err)
+		var out []string
+		for _, e := range got {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	u1 := ids(store.WaitKey{MatchPath: "data.user.id", MatchValue: `"u1"`})
+	require.Subset(t, u1, []string{"m1", "m3", "m5"})
+	require.NotContains(t, u1, "m2", "a different value is filtered out")
+	twelve := ids(store.WaitKey{MatchPath: "data.n", MatchValue: `12`})
+	require.Subset(t, twelve, []string{"m1", "m2", "m5"})
+	require.NotContains(t, twelve, "m3")
+	require.Len(t, ids(store.WaitKey{}), 5, "no key: every event of the name")
 }
