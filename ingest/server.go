@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,6 +25,7 @@ import (
 	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/triggers"
 )
 
 // Config configures a Server. Only Store is required; the zero value of every
@@ -85,6 +87,11 @@ type Server struct {
 	signingKey *[32]byte
 	log        *slog.Logger
 	waits      *router.WaitMatcher
+	triggerEnv *triggers.Env
+	// Background jobs (bulk cancellations) run under bgCtx until Close.
+	bgCtx      context.Context
+	bgCancel   context.CancelFunc
+	background sync.WaitGroup
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -136,6 +143,10 @@ func New(cfg Config) (*Server, error) {
 	if s.waits, err = router.NewWaitMatcher(0); err != nil {
 		return nil, err
 	}
+	if s.triggerEnv, err = triggers.NewEnv(); err != nil {
+		return nil, err
+	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.committer = newCommitter(cfg.Store, cfg.Flushers, cfg.MaxCommitEvents, cfg.DedupeWindow, cfg.CommitTimeout, s.metrics)
 	s.engine = s.routes()
 	return s, nil
@@ -150,7 +161,11 @@ func (s *Server) Engine() *gin.Engine { return s.engine }
 
 // Close flushes queued commits and stops the flushers. Call it after the HTTP
 // server has stopped accepting requests.
-func (s *Server) Close() { s.committer.Close() }
+func (s *Server) Close() {
+	s.committer.Close()
+	s.bgCancel()
+	s.background.Wait()
+}
 
 func (s *Server) routes() *gin.Engine {
 	r := gin.New()
@@ -185,6 +200,8 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/apps/:app/sync", s.handleSync)
 	v1.POST("/invoke/*function_id", s.handleInvoke)
 	v1.POST("/waits", s.handleRegisterWait)
+	v1.POST("/cancellations", s.handleCreateCancellation)
+	v1.GET("/cancellations/:id", s.handleGetCancellation)
 	return r
 }
 

@@ -360,4 +360,33 @@ type Dispatcher interface {
 
 	// WaitStats counts pending waits and, among them, those not indexable.
 	WaitStats(ctx context.Context) (pending, unindexed int64, err error)
+
+	// ListActiveRuns returns up to limit Scheduled or Running runs of a
+	// function, started within [after, before) (zero times: unbounded), with
+	// ids greater than afterID, ordered by id.
+	ListActiveRuns(ctx context.Context, appID, functionID string, after, before time.Time, afterID string, limit int) ([]Run, error)
+
+	// SaveCancellation inserts or replaces a bulk cancellation.
+	SaveCancellation(ctx context.Context, c Cancellation) error
+
+	// GetCancellation returns a bulk cancellation, or ErrNotFound.
+	GetCancellation(ctx context.Context, id string) (Cancellation, error)
+}
+
+// Cancellation is a bulk cancellation of a function's runs.
+type Cancellation struct {
+	ID            string
+	AppID         string
+	FunctionID    string
+	StartedAfter  time.Time // zero: unbounded
+	StartedBefore time.Time // zero: unbounded
+	// Expr is a CEL condition over `event`, the run's triggering event.
+	Expr string
+	// Status is Running, Completed or Failed.
+	Status    string
+	Matched   int64
+	Cancelled int64
+	Error     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }

@@ -161,3 +161,37 @@ func TestManyWaits(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+func TestBulkCancellation(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{}, waiterFn("bulk", ""))
+	ids := b.send(t, signup("b-1", map[string]any{"n": 1}), signup("b-2", map[string]any{"n": 1}), signup("b-3", map[string]any{"n": 2}))
+	for _, id := range ids {
+		b.waitDispatched(t, id)
+	}
+	var created struct {
+		Data ingest.CancellationJSON `json:"data"`
+	}
+	body := fmt.Sprintf(`{"function_id":%q,"started_after":%q,"if":"event.data.n == 1"}`, b.app+"/bulk", time.Now().Add(-time.Hour).Format(time.RFC3339))
+	b.do(t, http.MethodPost, "/v1/cancellations", []byte(body), http.StatusOK, &created)
+	require.Equal(t, "Running", created.Data.Status)
+
+	var job ingest.CancellationJSON
+	require.Eventually(t, func() bool {
+		var got struct {
+			Data ingest.CancellationJSON `json:"data"`
+		}
+		b.do(t, http.MethodGet, "/v1/cancellations/"+created.Data.ID, nil, http.StatusOK, &got)
+		job = got.Data
+		return job.Status == "Completed"
+	}, 30*time.Second, 100*time.Millisecond)
+	require.Equal(t, int64(2), job.Matched)
+	require.Equal(t, int64(2), job.Cancelled)
+	require.Equal(t, "Cancelled", b.waitRuns(t, ids[0], 1)[0].Status)
+	require.Equal(t, "Cancelled", b.waitRuns(t, ids[1], 1)[0].Status)
+	require.Equal(t, "Running", b.runs(t, ids[2])[0].Status, "n == 2 does not match")
+
+	b.do(t, http.MethodGet, "/v1/cancellations/nope", nil, http.StatusNotFound, nil)
+	b.do(t, http.MethodPost, "/v1/cancellations", []byte(`{"function_id":"nope"}`), http.StatusBadRequest, nil)
+	b.do(t, http.MethodPost, "/v1/cancellations", []byte(`{"function_id":"a/b","if":"event.data. =="}`), http.StatusBadRequest, nil)
+}

@@ -598,3 +598,56 @@ func testEventsSinceMatch(t *testing.T, s store.Driver) {
 	require.NotContains(t, twelve, "m3")
 	require.Len(t, ids(store.WaitKey{}), 5, "no key: every event of the name")
 }
+
+func testActiveRunsAndCancellations(t *testing.T, s store.Driver) {
+	var runs []store.Run
+	for i := range 5 {
+		status := store.RunRunning
+		if i == 3 {
+			status = store.RunCompleted
+		}
+		runs = append(runs, store.Run{ID: fmt.Sprintf("r%d", i), AppID: "a", FunctionID: "f", EventID: fmt.Sprintf("e%d", i),
+			WorkflowID: fmt.Sprintf("a/f/e%d", i), Status: status, StartedAt: base.Add(time.Duration(i) * time.Minute)})
+	}
+	runs = append(runs, store.Run{ID: "other", AppID: "a", FunctionID: "g", EventID: "e9", WorkflowID: "a/g/e9", Status: store.RunRunning, StartedAt: base})
+	events := make([]store.Event, 6)
+	for i := range events {
+		events[i] = ev(fmt.Sprintf("e%d", i), "c/x", base)
+	}
+	events[5] = ev("e9", "c/x", base)
+	insert(t, s, base.Add(-time.Hour), events...)
+	_, err := s.ClaimEvents(ctx(t), 10, func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
+		return store.Claim{Runs: runs}, nil
+	})
+	require.NoError(t, err)
+
+	page := func(after, before time.Time, afterID string, limit int) []string {
+		got, err := s.ListActiveRuns(ctx(t), "a", "f", after, before, afterID, limit)
+		require.NoError(t, err)
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		return ids
+	}
+	require.Equal(t, []string{"r0", "r1", "r2", "r4"}, page(time.Time{}, time.Time{}, "", 10), "active runs of f only")
+	require.Equal(t, []string{"r0", "r1"}, page(time.Time{}, time.Time{}, "", 2))
+	require.Equal(t, []string{"r2", "r4"}, page(time.Time{}, time.Time{}, "r1", 10))
+	require.Equal(t, []string{"r2"}, page(base.Add(90*time.Second), base.Add(3*time.Minute), "", 10))
+
+	c := store.Cancellation{ID: "c1", AppID: "a", FunctionID: "f", StartedAfter: base, Expr: `event.data.n == 1`,
+		Status: "Running", CreatedAt: base, UpdatedAt: base}
+	require.NoError(t, s.SaveCancellation(ctx(t), c))
+	c.Status, c.Matched, c.Cancelled, c.UpdatedAt = "Completed", 4, 3, base.Add(time.Second)
+	require.NoError(t, s.SaveCancellation(ctx(t), c))
+	got, err := s.GetCancellation(ctx(t), "c1")
+	require.NoError(t, err)
+	require.Equal(t, "Completed", got.Status)
+	require.Equal(t, int64(4), got.Matched)
+	require.Equal(t, int64(3), got.Cancelled)
+	require.True(t, got.StartedAfter.Equal(base))
+	require.True(t, got.StartedBefore.IsZero())
+	require.Equal(t, c.Expr, got.Expr)
+	_, err = s.GetCancellation(ctx(t), "nope")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
