@@ -45,17 +45,17 @@ func (m *WaitMatcher) Matches(ctx context.Context, w store.Wait, e *store.Event,
 	if e.Name != w.EventName || e.ReceivedAt.Before(w.Since) {
 		return false, nil
 	}
+	if w.MatchPath != "" {
+		if v, ok := triggers.PathValue(act, w.MatchPath); !ok || v != w.MatchValue {
+			return false, nil
+		}
+	}
 	var trig wire.Event
 	if err := json.Unmarshal(w.TriggerEvent, &trig); err != nil {
 		return false, fmt.Errorf("wait %s: trigger event: %w", w.ID, err)
 	}
 	if e.ID == trig.ID {
 		return false, nil // the event that started the run does not resolve its own wait
-	}
-	if w.MatchPath != "" {
-		if v, ok := triggers.PathValue(act, w.MatchPath); !ok || v != w.MatchValue {
-			return false, nil
-		}
 	}
 	if w.Expr == "" {
 		return true, nil
@@ -85,62 +85,9 @@ type resolution struct {
 // pending because Temporal refused a call.
 func (d *Dispatcher) resolveWaits(ctx context.Context, tx store.ClaimTx, events []store.Event) ([]store.WaitResolution, map[string]error, error) {
 	failed := map[string]error{}
-	names := make([]string, 0, 4)
-	seen := map[string]bool{}
-	for i := range events {
-		if !seen[events[i].Name] {
-			seen[events[i].Name] = true
-			names = append(names, events[i].Name)
-		}
-	}
-	paths, err := tx.WaitPaths(ctx, names)
-	if err != nil {
-		return nil, nil, err
-	}
-	acts := make([]map[string]any, len(events))
-	activation := func(i int) map[string]any {
-		if acts[i] == nil {
-			e := &events[i]
-			act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
-			if err != nil {
-				act = map[string]any{"name": e.Name, "id": e.ID}
-			}
-			acts[i] = act
-		}
-		return acts[i]
-	}
-	var keys []store.WaitKey
-	for i := range events {
-		for _, p := range paths[events[i].Name] {
-			if p == "" {
-				continue
-			}
-			if v, ok := triggers.PathValue(activation(i), p); ok {
-				keys = append(keys, store.WaitKey{EventName: events[i].Name, MatchPath: p, MatchValue: v})
-			}
-		}
-	}
-	waits, err := tx.CandidateWaits(ctx, names, keys)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(waits) == 0 {
-		return nil, failed, nil
-	}
-	var found []*resolution
-	for _, w := range waits {
-		for i := range events {
-			ok, err := d.waits.Matches(ctx, w, &events[i], activation(i))
-			if err != nil {
-				d.cfg.Metrics.evalErrors.Inc()
-				d.cfg.Logger.Debug("wait condition failed on an event; counted as no match", "wait", w.ID, "event_id", events[i].ID, "err", err)
-				continue
-			}
-			if ok {
-				found = append(found, &resolution{wait: w, event: &events[i]})
-				break // the first matching event wins
-			}
-		}
+	found, err := d.matchWaits(ctx, tx, events)
+	if err != nil || len(found) == 0 {
+		return nil, failed, err
 	}
 	var wg sync.WaitGroup
 	for _, r := range found {
@@ -162,6 +109,77 @@ func (d *Dispatcher) resolveWaits(ctx context.Context, tx store.ClaimTx, events 
 		d.cfg.Metrics.waitsResolved.Inc()
 	}
 	return out, failed, nil
+}
+
+// matchWaits looks up the candidate waits of a batch (one index probe per
+// key) and picks, for each, the first event of the batch that resolves it.
+func (d *Dispatcher) matchWaits(ctx context.Context, tx store.ClaimTx, events []store.Event) ([]*resolution, error) {
+	names := make([]string, 0, 4)
+	seen := map[string]bool{}
+	for i := range events {
+		if !seen[events[i].Name] {
+			seen[events[i].Name] = true
+			names = append(names, events[i].Name)
+		}
+	}
+	paths, err := tx.WaitPaths(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	acts := make([]map[string]any, len(events))
+	activation := func(i int) map[string]any {
+		if acts[i] == nil {
+			e := &events[i]
+			act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+			if err != nil {
+				act = map[string]any{"name": e.Name, "id": e.ID}
+			}
+			acts[i] = act
+		}
+		return acts[i]
+	}
+	var keys []store.WaitKey
+	byKey := map[store.WaitKey][]int{} // events of the batch by key, in batch order
+	byName := map[string][]int{}
+	for i := range events {
+		byName[events[i].Name] = append(byName[events[i].Name], i)
+		for _, p := range paths[events[i].Name] {
+			if p == "" {
+				continue
+			}
+			if v, ok := triggers.PathValue(activation(i), p); ok {
+				k := store.WaitKey{EventName: events[i].Name, MatchPath: p, MatchValue: v}
+				if len(byKey[k]) == 0 {
+					keys = append(keys, k)
+				}
+				byKey[k] = append(byKey[k], i)
+			}
+		}
+	}
+	waits, err := tx.CandidateWaits(ctx, names, keys)
+	if err != nil || len(waits) == 0 {
+		return nil, err
+	}
+	var found []*resolution
+	for _, w := range waits {
+		candidates := byName[w.EventName] // a non-indexable wait sees every event of its name
+		if w.MatchPath != "" {
+			candidates = byKey[store.WaitKey{EventName: w.EventName, MatchPath: w.MatchPath, MatchValue: w.MatchValue}]
+		}
+		for _, i := range candidates {
+			ok, err := d.waits.Matches(ctx, w, &events[i], activation(i))
+			if err != nil {
+				d.cfg.Metrics.evalErrors.Inc()
+				d.cfg.Logger.Debug("wait condition failed on an event; counted as no match", "wait", w.ID, "event_id", events[i].ID, "err", err)
+				continue
+			}
+			if ok {
+				found = append(found, &resolution{wait: w, event: &events[i]})
+				break // the first matching event wins
+			}
+		}
+	}
+	return found, nil
 }
 
 // deliver signals the waiting run with the event, or cancels the run for a
