@@ -41,8 +41,9 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-bench: ## measure ingest against the HTTP ceiling and raw COPY (needs PostgreSQL)
+bench: ## ingest vs HTTP ceiling and COPY, dispatch vs raw Temporal, wait matching at 10k-1M (needs PostgreSQL)
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./ingest/ ./triggers/
+	$(GO) test -run '^$$' -bench MatchWaits -benchtime 200x -timeout 30m ./router/
 	$(GO) run ./internal/bench
 
 fuzz: ## run each fuzz target for a bounded time (FUZZTIME, default 30s)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -190,6 +191,14 @@ func TestBulkCancellation(t *testing.T) {
 	require.Equal(t, "Cancelled", b.waitRuns(t, ids[0], 1)[0].Status)
 	require.Equal(t, "Cancelled", b.waitRuns(t, ids[1], 1)[0].Status)
 	require.Equal(t, "Running", b.runs(t, ids[2])[0].Status, "n == 2 does not match")
+
+	resp, err := http.Get(b.url + "/metrics")
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"herald_waits_pending", "herald_waits_unindexed", "herald_waits_resolved_total", "herald_outbox_pending"} {
+		require.Contains(t, string(raw), m)
+	}
 
 	b.do(t, http.MethodGet, "/v1/cancellations/nope", nil, http.StatusNotFound, nil)
 	b.do(t, http.MethodPost, "/v1/cancellations", []byte(`{"function_id":"nope"}`), http.StatusBadRequest, nil)

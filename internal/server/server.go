@@ -75,6 +75,12 @@ func Run(ctx context.Context, o Options) error {
 		defer close(routerDone)
 		_ = disp.Run(routerCtx)
 	}()
+	hk := newHousekeeping(o.Store, metrics, o.Logger)
+	hkDone := make(chan struct{})
+	go func() {
+		defer close(hkDone)
+		hk.run(routerCtx, 15*time.Second)
+	}()
 	err = ServeHTTP(ctx, o.Addr, srv.Handler(), o.Logger, func(a net.Addr) {
 		if o.Ready != nil {
 			o.Ready(ctx, "http://"+a.String())
@@ -85,6 +91,7 @@ func Run(ctx context.Context, o Options) error {
 	srv.Close()
 	stopRouter()
 	<-routerDone
+	<-hkDone
 	return err
 }
 
