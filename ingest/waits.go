@@ -130,7 +130,19 @@ func (s *Server) buildWait(reg wire.WaitRegister) (store.Wait, error) {
 			return store.Wait{}, fmt.Errorf("if: %w", err)
 		}
 	}
-	if reg.Match != "" {
+	match := reg.Match
+	if match == "" && reg.If != "" {
+		// `async.x == event.y` in the condition is indexed like Match: x.
+		if asyncPath, eventPath, ok := s.waits.Env().EqualityKey(reg.If); ok {
+			act, err := triggers.EventActivation(reg.TriggerEvent.Name, reg.TriggerEvent.Data, reg.TriggerEvent.ID, reg.TriggerEvent.TS, reg.TriggerEvent.V)
+			if err == nil {
+				if v, ok := triggers.PathValue(act, eventPath); ok {
+					w.MatchPath, w.MatchValue = asyncPath, v
+				}
+			}
+		}
+	}
+	if match != "" {
 		if err := triggers.ValidatePath(reg.Match); err != nil {
 			return store.Wait{}, err
 		}

@@ -317,7 +317,7 @@ func (d *Dispatcher) plan(e *store.Event, fn *registry.Func) *start {
 			WorkflowID: wfID,
 		},
 		// Registered with the run, in the claim's transaction: no Temporal call.
-		cancels: cancelWaits(fn, e, runID, wfID, func() map[string]any {
+		cancels: cancelWaits(d.waits.Env(), fn, e, runID, wfID, func() map[string]any {
 			act, _ := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
 			return act
 		}),

@@ -207,7 +207,7 @@ func (d *Dispatcher) deliver(ctx context.Context, r *resolution) error {
 }
 
 // cancelWaits returns the cancelOn waits of a run fn starts for e.
-func cancelWaits(fn *registry.Func, e *store.Event, runID, workflowID string, act func() map[string]any) []store.Wait {
+func cancelWaits(env *triggers.Env, fn *registry.Func, e *store.Event, runID, workflowID string, act func() map[string]any) []store.Wait {
 	if len(fn.Config.CancelOn) == 0 {
 		return nil
 	}
@@ -225,12 +225,20 @@ func cancelWaits(fn *registry.Func, e *store.Event, runID, workflowID string, ac
 			StepID: fmt.Sprintf("cancel-%d", i), EventName: c.Event, Expr: c.If,
 			TriggerEvent: trig, Since: e.ReceivedAt, ExpiresAt: now.Add(timeout), CreatedAt: now,
 		}
-		if c.Match != "" {
+		switch {
+		case c.Match != "":
 			v, ok := triggers.PathValue(act(), c.Match)
 			if !ok {
 				continue // the trigger has no value there: nothing can match it
 			}
 			w.MatchPath, w.MatchValue = c.Match, v
+		case c.If != "":
+			// `async.x == event.y` in the condition is indexed like Match: x.
+			if asyncPath, eventPath, ok := env.EqualityKey(c.If); ok {
+				if v, ok := triggers.PathValue(act(), eventPath); ok {
+					w.MatchPath, w.MatchValue = asyncPath, v
+				}
+			}
 		}
 		out = append(out, w)
 	}

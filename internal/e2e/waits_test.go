@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,9 +10,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/herald-run/herald"
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/step"
+	"github.com/herald-run/herald/store"
 )
 
 func signup(user string, extra map[string]any) map[string]any {
@@ -203,4 +207,40 @@ func TestBulkCancellation(t *testing.T) {
 	b.do(t, http.MethodGet, "/v1/cancellations/nope", nil, http.StatusNotFound, nil)
 	b.do(t, http.MethodPost, "/v1/cancellations", []byte(`{"function_id":"nope"}`), http.StatusBadRequest, nil)
 	b.do(t, http.MethodPost, "/v1/cancellations", []byte(`{"function_id":"a/b","if":"event.data. =="}`), http.StatusBadRequest, nil)
+}
+
+// An equality between async and event in If is indexed like Match.
+func TestWaitKeyFromCondition(t *testing.T) {
+	t.Parallel()
+	fn := herald.NewFunction(herald.FunctionOpts{ID: "keyed-if", Triggers: []herald.Trigger{herald.OnEvent("test/signup")}},
+		func(ctx workflow.Context, in herald.Input[map[string]any]) (activation, error) {
+			ev, ok, err := step.WaitForEvent[map[string]any](ctx, "await", step.WaitOpts{
+				Event: "test/activated", If: `async.data.ok == true && async.data.userId == event.data.userId`, Timeout: time.Minute,
+			})
+			if err != nil || !ok {
+				return activation{}, err
+			}
+			by, _ := ev.Data["by"].(string)
+			return activation{Activated: true, By: by}, nil
+		})
+	b := setup(t, setupOpts{}, fn)
+	ids := b.send(t, signup("k-1", nil))
+	b.waitDispatched(t, ids[0])
+	wf := b.app + "/keyed-if/" + ids[0]
+	var w store.Wait
+	require.Eventually(t, func() bool {
+		var err error
+		w, err = b.store.GetWait(context.Background(), wf, store.WaitKindWait, "await")
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond)
+	require.Equal(t, "data.userId", w.MatchPath)
+	require.Equal(t, `"k-1"`, w.MatchValue)
+
+	b.send(t,
+		map[string]any{"name": "test/activated", "data": map[string]any{"userId": "k-1", "ok": false, "by": "not ok"}},
+		map[string]any{"name": "test/activated", "data": map[string]any{"userId": "k-2", "ok": true, "by": "other user"}},
+		map[string]any{"name": "test/activated", "data": map[string]any{"userId": "k-1", "ok": true, "by": "right"}},
+	)
+	r := b.waitRuns(t, ids[0], 1)[0]
+	require.Equal(t, activation{Activated: true, By: "right"}, outputOf(t, r))
 }
