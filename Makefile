@@ -34,7 +34,10 @@ dev: tools build ## run Herald locally with its example app (API :8288, Temporal
 	$(BIN)/herald dev --examples --temporal-cli $(TEMPORAL)
 
 test: tools ## run every test (needs PostgreSQL; see README)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# -p 1: packages that start Temporal dev servers run one after another, so
+	@# a restarted dev server never meets another server's recycled ports.
+	$(GO) build ./... && $(GO) vet ./...
+	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

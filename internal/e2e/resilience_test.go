@@ -53,8 +53,9 @@ func TestCronSchedulesFollowSyncs(t *testing.T) {
 
 // TestTemporalRestartMidStream stops the Temporal server while events arrive
 // and starts it again: every event is accepted and dispatched exactly once.
+// It is not parallel: it runs alone, so no other dev server starts (and takes
+// free ports) while this one restarts.
 func TestTemporalRestartMidStream(t *testing.T) {
-	t.Parallel()
 	hostPort := freeAddr(t)
 	dbFile := filepath.Join(t.TempDir(), "temporal.db")
 	ds, err := temporaltest.Start(context.Background(), temporaltest.Options{HostPort: hostPort, DBFile: dbFile})
