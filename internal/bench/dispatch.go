@@ -14,10 +14,12 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/herald-run/herald/ingest"
 	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporaltest"
+	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
@@ -78,8 +80,16 @@ func benchDispatch(ctx context.Context, b *bench, n, conns int) {
 			go func() {
 				defer wg.Done()
 				for next.Add(1) <= int64(per) {
+					// The same start Herald makes: its search attributes and a
+					// request of the same shape, so the server does the same work.
 					id := fmt.Sprintf("raw-%d", started.Add(1))
-					if _, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "bench-raw"}, "noop", wire.RunRequest{}); err != nil {
+					opts := client.StartWorkflowOptions{ID: id, TaskQueue: "bench-raw",
+						TypedSearchAttributes: temporal.NewSearchAttributes(
+							temporalx.AttrApp.ValueSet("bench"), temporalx.AttrFunction.ValueSet("noop"),
+							temporalx.AttrEventName.ValueSet("bench/dispatch"), temporalx.AttrEventID.ValueSet(id))}
+					req := wire.RunRequest{AppID: "bench", FunctionID: "noop", RunID: id,
+						Event: wire.Event{ID: id, Name: "bench/dispatch", Data: json.RawMessage(`{"n":1}`), TS: time.Now().UnixMilli()}}
+					if _, err := tc.ExecuteWorkflow(ctx, opts, "noop", req); err != nil {
 						log.Fatalf("bench: raw start: %v", err)
 					}
 				}
