@@ -101,6 +101,10 @@ func devCommand() command {
 			if temporalProc != nil {
 				uiURL = "http://127.0.0.1:" + strconv.Itoa(*uiPort)
 			}
+			// The example worker stops before the Temporal client closes.
+			examplesDone := make(chan struct{})
+			close(examplesDone)
+			defer func() { <-examplesDone }()
 			return server.Run(ctx, server.Options{
 				Addr:     *addr,
 				Store:    st,
@@ -114,7 +118,11 @@ func devCommand() command {
 				},
 				Ready: func(ctx context.Context, url string) {
 					if *examples {
-						go runExamples(ctx, log, tc, url)
+						examplesDone = make(chan struct{})
+						go func() {
+							defer close(examplesDone)
+							runExamples(ctx, log, tc, url)
+						}()
 					}
 					fmt.Fprintf(fs.stderr, "\nHerald dev server is ready.\n"+
 						"  Herald API    %s   (any event key works in dev)\n"+
