@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,19 @@ type Snapshot struct {
 	Matcher   *triggers.Matcher
 	Functions map[string]*Func // by Key
 	loadedAt  time.Time
+	version   string // appsVersion of the apps it was built from
+}
+
+// appsVersion fingerprints the apps' sync times: it changes with every sync.
+func appsVersion(apps []store.App) string {
+	var b strings.Builder
+	for _, a := range apps {
+		b.WriteString(a.ID)
+		b.WriteByte('@')
+		b.WriteString(strconv.FormatInt(a.SyncedAt.UnixNano(), 10))
+		b.WriteByte(';')
+	}
+	return b.String()
 }
 
 // Config configures a Registry.
@@ -75,8 +89,9 @@ type Config struct {
 	Temporal client.Client
 	// Namespace is only used in messages.
 	Namespace string
-	// MaxAge is how long a snapshot is trusted before reloading it from the
-	// store, which is how one replica sees another's syncs. Default 2s.
+	// MaxAge is how long a snapshot is kept at most. Within it, every
+	// Snapshot call still compares the apps' sync times with the store, so
+	// another replica's sync is seen at once. Default 2s.
 	MaxAge time.Duration
 	// Logger defaults to discard.
 	Logger *slog.Logger
@@ -244,7 +259,13 @@ func (r *Registry) Snapshot(ctx context.Context) (*Snapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.snapshot != nil && time.Since(r.snapshot.loadedAt) < r.cfg.MaxAge {
-		return r.snapshot, nil
+		// One small query tells whether any replica synced an app since the
+		// snapshot was built, so a sync that finished before an event was sent
+		// applies to it on every replica.
+		apps, err := r.cfg.Store.ListApps(ctx)
+		if err != nil || appsVersion(apps) == r.snapshot.version {
+			return r.snapshot, nil
+		}
 	}
 	snap, err := r.load(ctx)
 	if err != nil {
@@ -268,11 +289,12 @@ func (r *Registry) load(ctx context.Context) (*Snapshot, error) {
 	for _, a := range apps {
 		queues[a.ID] = a.TaskQueue
 	}
+	version := appsVersion(apps)
 	stored, err := r.cfg.Store.ListFunctions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("registry: list functions: %w", err)
 	}
-	snap := &Snapshot{Functions: make(map[string]*Func, len(stored)), loadedAt: time.Now()}
+	snap := &Snapshot{Functions: make(map[string]*Func, len(stored)), loadedAt: time.Now(), version: version}
 	var trigs []triggers.Trigger
 	for _, sf := range stored {
 		f := &Func{AppID: sf.AppID, ID: sf.ID, TaskQueue: queues[sf.AppID], Version: sf.Version}

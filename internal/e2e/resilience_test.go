@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,7 +17,10 @@ import (
 
 	"github.com/herald-run/herald"
 	"github.com/herald-run/herald/internal/temporaltest"
+	"github.com/herald-run/herald/internal/testdb"
 	"github.com/herald-run/herald/registry"
+	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/store/postgres"
 )
 
 func TestCronSchedulesFollowSyncs(t *testing.T) {
@@ -96,4 +100,41 @@ func TestTemporalRestartMidStream(t *testing.T) {
 		})
 		return err == nil && resp.GetCount() == total
 	}, 20*time.Second, 200*time.Millisecond)
+}
+
+// TestTwoReplicasSeeEachOthersSyncs runs two Herald replicas on one Postgres:
+// an app synced through one is applied at once to events sent to the other.
+func TestTwoReplicasSeeEachOthersSyncs(t *testing.T) {
+	t.Parallel()
+	url := testdb.Schema(t)
+	open := func() store.Driver {
+		d, err := postgres.Open(context.Background(), url)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = d.Close() })
+		require.NoError(t, d.Migrate(context.Background()))
+		return d
+	}
+	stA, stB := open(), open()
+	tc := devServer.Client()
+	urlA, urlB := startHerald(t, stA, tc), startHerald(t, stB, tc)
+	a := &bundle{url: urlA, store: stA, temporal: tc}
+	b := &bundle{url: urlB, store: stB, temporal: tc}
+
+	// Both replicas have built a snapshot without the app.
+	warm := b.send(t, map[string]any{"name": "test/warm-up"})
+	b.waitDispatched(t, warm[0])
+	warm = a.send(t, map[string]any{"name": "test/warm-up"})
+	a.waitDispatched(t, warm[0])
+
+	app := fmt.Sprintf("e2e-%d-%d", os.Getpid(), appSeq.Add(1))
+	w, err := herald.NewWorker(herald.WorkerOptions{App: app, HeraldURL: urlA, Client: tc})
+	require.NoError(t, err)
+	require.NoError(t, w.Register(greetFn("replicated", herald.OnEvent("test/replicated"))))
+	require.NoError(t, w.RegisterSteps(allSteps...))
+	require.NoError(t, w.Start(context.Background()))
+	t.Cleanup(w.Stop)
+
+	ids := b.send(t, map[string]any{"name": "test/replicated", "data": map[string]any{"name": "r"}})
+	runs := b.waitRuns(t, ids[0], 1)
+	require.Equal(t, "Completed", runs[0].Status, runs[0].Error)
 }
