@@ -110,7 +110,7 @@ func benchDispatch(ctx context.Context, b *bench, n, conns int) {
 			}
 		}
 		t0 = time.Now()
-		url, stop = runHerald(ctx)
+		_, stop = runHerald(ctx)
 		for {
 			pending, err := b.driver.PendingEvents(ctx)
 			if err != nil {
