@@ -129,7 +129,7 @@ func devCommand() command {
 						"  Temporal UI   %s\n"+
 						"  Data          %s\n\n"+
 						"Send an event:\n"+
-						"  curl -s -X POST %s/e/dev -d '{\"name\":\"demo/user.signup\",\"data\":{\"email\":\"ada@example.com\",\"plan\":\"pro\"}}'\n"+
+						"  curl -s -X POST %s/e/dev -d '{\"name\":\"demo/user.signup\",\"data\":{\"userId\":\"u_1\",\"email\":\"ada@example.com\",\"plan\":\"pro\"}}'\n"+
 						"List events and their runs:\n"+
 						"  curl -s %s/v1/events\n"+
 						"  curl -s %s/v1/events/<id>/runs\n\n"+
