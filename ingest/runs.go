@@ -64,31 +64,33 @@ func (s *Server) handleEventRuns(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"data": out})
 }
 
-func (s *Server) handleGetRun(c *gin.Context) {
+// runParam loads the run named by the :id parameter, answering 404 or 503
+// itself when it cannot.
+func (s *Server) runParam(c *gin.Context) (store.Run, bool) {
 	r, err := s.cfg.Store.GetRun(c.Request.Context(), c.Param("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(c, http.StatusNotFound, fmt.Sprintf("no run with id %q", c.Param("id")))
-		return
+		return r, false
 	}
 	if err != nil {
 		s.storeError(c, err)
-		return
+		return r, false
 	}
-	c.JSON(http.StatusOK, gin.H{"data": toRunJSON(r)})
+	return r, true
+}
+
+func (s *Server) handleGetRun(c *gin.Context) {
+	if r, ok := s.runParam(c); ok {
+		c.JSON(http.StatusOK, gin.H{"data": toRunJSON(r)})
+	}
 }
 
 func (s *Server) handleCancelRun(c *gin.Context) {
-	r, err := s.cfg.Store.GetRun(c.Request.Context(), c.Param("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(c, http.StatusNotFound, fmt.Sprintf("no run with id %q", c.Param("id")))
+	r, ok := s.runParam(c)
+	if !ok {
 		return
 	}
-	if err != nil {
-		s.storeError(c, err)
-		return
-	}
-	switch r.Status {
-	case wire.StatusCompleted, wire.StatusFailed, wire.StatusCancelled, wire.StatusSkipped:
+	if store.RunFinished(r.Status) {
 		writeError(c, http.StatusConflict, fmt.Sprintf("run %s already ended with status %s", r.ID, r.Status))
 		return
 	}

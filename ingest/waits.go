@@ -130,8 +130,7 @@ func (s *Server) buildWait(reg wire.WaitRegister) (store.Wait, error) {
 			return store.Wait{}, fmt.Errorf("if: %w", err)
 		}
 	}
-	match := reg.Match
-	if match == "" && reg.If != "" {
+	if reg.Match == "" && reg.If != "" {
 		// `async.x == event.y` in the condition is indexed like Match: x.
 		if asyncPath, eventPath, ok := s.waits.Env().EqualityKey(reg.If); ok {
 			act, err := triggers.EventActivation(reg.TriggerEvent.Name, reg.TriggerEvent.Data, reg.TriggerEvent.ID, reg.TriggerEvent.TS, reg.TriggerEvent.V)
@@ -142,7 +141,7 @@ func (s *Server) buildWait(reg wire.WaitRegister) (store.Wait, error) {
 			}
 		}
 	}
-	if match != "" {
+	if reg.Match != "" {
 		if err := triggers.ValidatePath(reg.Match); err != nil {
 			return store.Wait{}, err
 		}

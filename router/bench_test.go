@@ -94,7 +94,7 @@ func benchMatch(b *testing.B, d *postgres.Driver, disp *Dispatcher, n, batch int
 		b.StartTimer()
 		_, err := d.ClaimEvents(ctx, batch, func(ctx context.Context, tx store.ClaimTx, claimed []store.Event) (store.Claim, error) {
 			start := time.Now()
-			found, err := disp.matchWaits(ctx, tx, claimed)
+			found, err := disp.matchWaits(ctx, tx, claimed, newActivations(claimed))
 			matching += time.Since(start)
 			matched += len(found)
 			ids := make([]string, len(claimed))

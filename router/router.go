@@ -26,7 +26,6 @@ import (
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/store"
-	"github.com/herald-run/herald/triggers"
 )
 
 // Config configures a Dispatcher. Store, Registry and Temporal are required.
@@ -184,15 +183,15 @@ type start struct {
 func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *registry.Snapshot, events []store.Event) (store.Claim, error) {
 	// Waits first: an event that resolves a wait or cancels a run is handled
 	// even if it triggers nothing.
-	resolved, waitFailed, err := d.resolveWaits(ctx, tx, events)
+	acts := newActivations(events)
+	resolved, waitFailed, err := d.resolveWaits(ctx, tx, events, acts)
 	if err != nil {
 		return store.Claim{}, err
 	}
 	var starts []*start
 	for i := range events {
-		e := &events[i]
-		for _, fn := range d.match(ctx, snap, e) {
-			starts = append(starts, d.plan(e, fn))
+		for _, fn := range d.match(ctx, snap, acts, i) {
+			starts = append(starts, d.plan(acts, i, fn))
 		}
 	}
 	var wg sync.WaitGroup
@@ -242,7 +241,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 }
 
 // match returns the functions an event runs.
-func (d *Dispatcher) match(ctx context.Context, snap *registry.Snapshot, e *store.Event) []*registry.Func {
+func (d *Dispatcher) match(ctx context.Context, snap *registry.Snapshot, acts *activations, i int) []*registry.Func {
+	e := &acts.events[i]
 	if e.Name == wire.EventFunctionInvoked {
 		// POST /v1/invoke stores the target in the event.
 		var inv struct {
@@ -260,7 +260,7 @@ func (d *Dispatcher) match(ctx context.Context, snap *registry.Snapshot, e *stor
 	if len(candidates) == 0 {
 		return nil
 	}
-	act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+	act, err := acts.get(i)
 	if err != nil {
 		d.cfg.Logger.Warn("event data does not decode for trigger matching", "event_id", e.ID, "err", err)
 		return nil
@@ -294,7 +294,8 @@ func WorkflowID(appID, fnID, eventID string) string {
 	return appID + "/" + fnID + "/" + eventID
 }
 
-func (d *Dispatcher) plan(e *store.Event, fn *registry.Func) *start {
+func (d *Dispatcher) plan(acts *activations, i int, fn *registry.Func) *start {
+	e := &acts.events[i]
 	ev := wire.Event{ID: e.ID, Name: e.Name, Data: e.Data, TS: e.TS, V: e.V}
 	if e.Name == wire.EventFunctionInvoked {
 		var inv struct {
@@ -318,7 +319,7 @@ func (d *Dispatcher) plan(e *store.Event, fn *registry.Func) *start {
 		},
 		// Registered with the run, in the claim's transaction: no Temporal call.
 		cancels: cancelWaits(d.waits.Env(), fn, e, runID, wfID, func() map[string]any {
-			act, _ := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+			act, _ := acts.get(i)
 			return act
 		}),
 	}

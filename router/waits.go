@@ -83,9 +83,9 @@ type resolution struct {
 // resolveWaits finds the waits this batch resolves, signals or cancels their
 // runs, and returns the resolutions to record plus the events that must stay
 // pending because Temporal refused a call.
-func (d *Dispatcher) resolveWaits(ctx context.Context, tx store.ClaimTx, events []store.Event) ([]store.WaitResolution, map[string]error, error) {
+func (d *Dispatcher) resolveWaits(ctx context.Context, tx store.ClaimTx, events []store.Event, acts *activations) ([]store.WaitResolution, map[string]error, error) {
 	failed := map[string]error{}
-	found, err := d.matchWaits(ctx, tx, events)
+	found, err := d.matchWaits(ctx, tx, events, acts)
 	if err != nil || len(found) == 0 {
 		return nil, failed, err
 	}
@@ -113,7 +113,7 @@ func (d *Dispatcher) resolveWaits(ctx context.Context, tx store.ClaimTx, events 
 
 // matchWaits looks up the candidate waits of a batch (one index probe per
 // key) and picks, for each, the first event of the batch that resolves it.
-func (d *Dispatcher) matchWaits(ctx context.Context, tx store.ClaimTx, events []store.Event) ([]*resolution, error) {
+func (d *Dispatcher) matchWaits(ctx context.Context, tx store.ClaimTx, events []store.Event, acts *activations) ([]*resolution, error) {
 	names := make([]string, 0, 4)
 	seen := map[string]bool{}
 	for i := range events {
@@ -126,17 +126,13 @@ func (d *Dispatcher) matchWaits(ctx context.Context, tx store.ClaimTx, events []
 	if err != nil {
 		return nil, err
 	}
-	acts := make([]map[string]any, len(events))
 	activation := func(i int) map[string]any {
-		if acts[i] == nil {
-			e := &events[i]
-			act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
-			if err != nil {
-				act = map[string]any{"name": e.Name, "id": e.ID}
-			}
-			acts[i] = act
+		act, err := acts.get(i)
+		if err != nil {
+			// Data that does not decode can still match a wait on its name.
+			return map[string]any{"name": events[i].Name, "id": events[i].ID}
 		}
-		return acts[i]
+		return act
 	}
 	var keys []store.WaitKey
 	byKey := map[store.WaitKey][]int{} // events of the batch by key, in batch order
@@ -243,4 +239,27 @@ func cancelWaits(env *triggers.Env, fn *registry.Func, e *store.Event, runID, wo
 		out = append(out, w)
 	}
 	return out
+}
+
+// activations decodes each event of a batch for CEL once, on first use: wait
+// matching, trigger matching and cancelOn keys share the result.
+type activations struct {
+	events []store.Event
+	acts   []map[string]any
+	errs   []error
+	done   []bool
+}
+
+func newActivations(events []store.Event) *activations {
+	n := len(events)
+	return &activations{events: events, acts: make([]map[string]any, n), errs: make([]error, n), done: make([]bool, n)}
+}
+
+func (a *activations) get(i int) (map[string]any, error) {
+	if !a.done[i] {
+		e := &a.events[i]
+		a.acts[i], a.errs[i] = triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+		a.done[i] = true
+	}
+	return a.acts[i], a.errs[i]
 }

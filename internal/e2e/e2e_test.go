@@ -211,9 +211,7 @@ func (b *bundle) waitDispatched(t *testing.T, eventID string) {
 
 func allFinal(runs []ingest.RunJSON) bool {
 	for _, r := range runs {
-		switch r.Status {
-		case "Completed", "Failed", "Cancelled", "Skipped":
-		default:
+		if !store.RunFinished(r.Status) {
 			return false
 		}
 	}

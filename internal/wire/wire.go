@@ -3,7 +3,11 @@
 // see them; the root package converts to and from its public types.
 package wire
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/herald-run/herald/store"
+)
 
 // Event is an event as it travels between Herald components.
 type Event struct {
@@ -99,14 +103,14 @@ type SyncResponse struct {
 	Schedules int    `json:"schedules"`
 }
 
-// Run statuses.
+// Run statuses, as the store defines them.
 const (
-	StatusScheduled = "Scheduled"
-	StatusRunning   = "Running"
-	StatusCompleted = "Completed"
-	StatusFailed    = "Failed"
-	StatusCancelled = "Cancelled"
-	StatusSkipped   = "Skipped"
+	StatusScheduled = store.RunScheduled
+	StatusRunning   = store.RunRunning
+	StatusCompleted = store.RunCompleted
+	StatusFailed    = store.RunFailed
+	StatusCancelled = store.RunCancelled
+	StatusSkipped   = store.RunSkipped
 )
 
 // RunFinish is the body of POST /v1/runs/{id}/finish, sent by the function
