@@ -294,6 +294,30 @@ type ClaimTx interface {
 	// another claim holds is waited for (then seen resolved, or not), never
 	// skipped, so no event passes a wait by.
 	CandidateWaits(ctx context.Context, names []string, keys []WaitKey) ([]Wait, error)
+
+	// Limit applies the GCRA limiter named key (its state is one theoretical
+	// arrival time, TAT; a missing row or a TAT before now means now). The
+	// request may start at startAt = max(now, TAT-tolerance). If startAt is
+	// after latest, ok is false and the state is unchanged; otherwise ok is
+	// true and TAT becomes max(TAT, now)+emission. A rate limit passes
+	// latest = now (over the limit: skipped); a throttle passes the latest
+	// start it accepts (over the limit: started later). The row is locked
+	// until the claim commits, so concurrent claims queue on it.
+	Limit(ctx context.Context, key string, now time.Time, emission, tolerance time.Duration, latest time.Time) (startAt time.Time, ok bool, err error)
+
+	// TakeKey records that runID holds the idempotency key until expires,
+	// unless an unexpired record of another run exists. It reports whether
+	// runID holds the key now (true also when runID already held it: a
+	// re-dispatch) and, when not, which run does.
+	TakeKey(ctx context.Context, key, runID string, now, expires time.Time) (taken bool, holder string, err error)
+
+	// SingletonHolder returns the run holding the singleton key, or empty
+	// strings when none does; the row is locked until the claim commits.
+	SingletonHolder(ctx context.Context, key string) (runID, workflowID string, err error)
+
+	// SetSingleton makes runID (workflow workflowID) the holder of key,
+	// replacing any previous holder. FinishRun of the holder releases it.
+	SetSingleton(ctx context.Context, key, runID, workflowID string) error
 }
 
 // Dispatcher is the part of a Driver the router and the registry use.
@@ -322,10 +346,23 @@ type Dispatcher interface {
 	// GetRun returns a run by id, or ErrNotFound.
 	GetRun(ctx context.Context, id string) (Run, error)
 
-	// ListRunsByEvent returns the runs an event started, oldest first.
+	// ListRunsByEvent returns the runs an event started, oldest first: the
+	// runs whose EventID it is and the runs RecordRun linked it to (a batch).
 	ListRunsByEvent(ctx context.Context, eventID string) ([]Run, error)
 
-	// FinishRun records a run's outcome (status, output, error, ended_at). A
+	// RecordRun stores a run started outside a claim (a debounce or a batch
+	// firing) and links it to every id in eventIDs, so each event lists it.
+	// A run whose id, or whose (app, function, event), is already stored is
+	// left unchanged (a retried start); the links are still added.
+	RecordRun(ctx context.Context, r Run, eventIDs []string) error
+
+	// PurgeFlowState deletes idempotency keys expired at now and limiter
+	// rows whose TAT is before now (they mean the same as no row), and
+	// returns how many rows it deleted.
+	PurgeFlowState(ctx context.Context, now time.Time) (int64, error)
+
+	// FinishRun records a run's outcome (status, output, error, ended_at)
+	// and releases the singleton keys the run holds. A
 	// run Herald has no row for (a cron or invoked run) is inserted from r. If
 	// systemEvent is not nil it is stored in the same transaction, deduplicated
 	// by id like any event. Finishing an already finished run changes nothing

@@ -28,6 +28,9 @@ type RunRequest struct {
 	// ReceivedMS is when Herald accepted Event (ms since the epoch); waits
 	// match events accepted from then on.
 	ReceivedMS int64 `json:"received_ms,omitempty"`
+	// Slots are the concurrency limits every step.Run of the run holds a
+	// slot of while it executes, in the order to acquire them.
+	Slots []Slot `json:"slots,omitempty"`
 }
 
 // TriggerConfig is one trigger of a function: an event pattern with an
@@ -55,6 +58,18 @@ type FunctionConfig struct {
 	Triggers []TriggerConfig  `json:"triggers"`
 	Retries  int              `json:"retries"`
 	CancelOn []CancelOnConfig `json:"cancel_on,omitempty"`
+
+	// Flow control; see flow.go.
+	Concurrency []ConcurrencyConfig `json:"concurrency,omitempty"`
+	Throttle    *ThrottleConfig     `json:"throttle,omitempty"`
+	RateLimit   *RateLimitConfig    `json:"rate_limit,omitempty"`
+	Debounce    *DebounceConfig     `json:"debounce,omitempty"`
+	Batch       *BatchConfig        `json:"batch,omitempty"`
+	Priority    *PriorityConfig     `json:"priority,omitempty"`
+	Singleton   *SingletonConfig    `json:"singleton,omitempty"`
+	// Idempotency is a key expression: at most one run per key per 24 hours.
+	Idempotency string          `json:"idempotency,omitempty"`
+	Timeouts    *TimeoutsConfig `json:"timeouts,omitempty"`
 }
 
 // MaxWaitMS is the longest a wait (or a cancelOn) can last: 366 days.
