@@ -89,6 +89,24 @@ type FunctionOpts struct {
 	// failed (after its steps' retries), before herald/function.failed is
 	// emitted. It may call steps. Its own error is logged, not retried.
 	OnFailure func(ctx workflow.Context, f Failure) error
+
+	// Flow control (see flow.go). Some combinations are refused at sync:
+	// Batch with CancelOn, Debounce, Singleton, Idempotency, RateLimit,
+	// Throttle or Timeouts.Start (those act on one event), and Debounce with
+	// Throttle, RateLimit or Idempotency.
+
+	// Concurrency (up to 2) limits the steps executing at once; the
+	// strictest limit wins.
+	Concurrency []Concurrency
+	Throttle    *Throttle
+	RateLimit   *RateLimit
+	Debounce    *Debounce
+	Batch       *Batch
+	Priority    *Priority
+	Singleton   *Singleton
+	// Idempotency is a key expression: at most one run per key per 24 hours.
+	Idempotency string
+	Timeouts    *Timeouts
 }
 
 // DefaultRetries is the number of step retries when FunctionOpts.Retries is 0.
@@ -161,6 +179,7 @@ func (f *Function) config() wire.FunctionConfig {
 	for _, co := range f.opts.CancelOn {
 		c.CancelOn = append(c.CancelOn, wire.CancelOnConfig{Event: co.Event, Match: co.Match, If: co.If, TimeoutMS: co.Timeout.Milliseconds()})
 	}
+	f.flowConfig(&c)
 	return c
 }
 

@@ -196,6 +196,8 @@ func (w *Worker) registerOn(r registrar) {
 	r.RegisterActivityWithOptions(api.SendEvents, activity.RegisterOptions{Name: stepctx.ActivitySendEvents})
 	r.RegisterActivityWithOptions(api.FinishRun, activity.RegisterOptions{Name: stepctx.ActivityFinishRun})
 	r.RegisterActivityWithOptions(api.RegisterWait, activity.RegisterOptions{Name: stepctx.ActivityRegisterWait})
+	slots := &activities.Slots{Temporal: w.opts.Client}
+	r.RegisterActivityWithOptions(slots.Acquire, activity.RegisterOptions{Name: stepctx.ActivityAcquireSlot})
 }
 
 // RegisterForTest registers the worker's functions and steps, and Herald's

@@ -49,13 +49,16 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 			StepTimeout: f.stepTimeout(),
 			Trigger:     req.Event,
 			Received:    req.ReceivedMS,
+			Slots:       req.Slots,
 		}
 		if run.Received == 0 {
 			run.Received = info.WorkflowStartTime.UnixMilli()
 		}
 		sctx := stepctx.With(ctx, run)
 
-		out, err := f.run(sctx, req)
+		hctx, finishTimedOut, stopTimer := f.finishTimeout(ctx, sctx)
+		out, err := f.run(hctx, req)
+		stopTimer()
 		var output json.RawMessage
 		if err == nil {
 			if output, err = json.Marshal(out); err != nil {
@@ -75,6 +78,9 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 		switch {
 		case err == nil:
 			finish.Status, finish.Output = wire.StatusCompleted, output
+		case err != nil && *finishTimedOut && ctx.Err() == nil:
+			finish.Status = wire.StatusCancelled
+			finish.Error = fmt.Sprintf("run did not finish within its timeouts.finish of %s", f.opts.Timeouts.Finish)
 		case temporal.IsCanceledError(err) || errors.Is(ctx.Err(), workflow.ErrCanceled):
 			finish.Status, finish.Error = wire.StatusCancelled, "run cancelled"
 			reportCtx, _ = workflow.NewDisconnectedContext(ctx)
@@ -100,6 +106,28 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 		}
 		return output, err
 	}
+}
+
+// finishTimeout returns the context the handler runs in: when the function
+// has a Timeouts.Finish, one that is cancelled that long after the run
+// started, with timedOut set. stop ends the timer.
+func (f *Function) finishTimeout(ctx, sctx workflow.Context) (hctx workflow.Context, timedOut *bool, stop func()) {
+	timedOut = new(bool)
+	t := f.opts.Timeouts
+	if t == nil || t.Finish <= 0 {
+		return sctx, timedOut, func() {}
+	}
+	hctx, cancelRun := workflow.WithCancel(sctx)
+	tctx, cancelTimer := workflow.WithCancel(ctx)
+	// From the run's first task, so a start delay (throttle, future ts) does
+	// not count against it.
+	workflow.Go(tctx, func(tctx workflow.Context) {
+		if workflow.NewTimerWithOptions(tctx, t.Finish, workflow.TimerOptions{Summary: "timeouts.finish"}).Get(tctx, nil) == nil {
+			*timedOut = true
+			cancelRun()
+		}
+	})
+	return hctx, timedOut, cancelTimer
 }
 
 // deriveID returns a deterministic event id from its parts.

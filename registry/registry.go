@@ -174,6 +174,7 @@ func (r *Registry) Validate(appID string, req wire.SyncRequest) error {
 				add("%s: timeout must be between 0 and 366 days", cw)
 			}
 		}
+		r.validateFlow(where, f, add)
 		for j, t := range f.Triggers {
 			tw := fmt.Sprintf("%s trigger %d", where, j)
 			switch {
@@ -336,3 +337,6 @@ func (s *Snapshot) Sorted() []*Func {
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out
 }
+
+// Env returns the CEL environment of trigger and key expressions.
+func (r *Registry) Env() *triggers.Env { return r.cfg.Env }

@@ -9,6 +9,7 @@ type Metrics struct {
 	evalErrors    prometheus.Counter
 	lag           prometheus.Histogram
 	waitsResolved prometheus.Counter
+	skipped       *prometheus.CounterVec
 }
 
 // NewMetrics creates the router's metrics and registers them on reg (nil: not
@@ -36,9 +37,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "herald_waits_resolved_total",
 			Help: "Waits (waitForEvent and cancelOn) resolved by the router.",
 		}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_runs_skipped_total",
+			Help: "Runs not started, by reason: rate_limit, idempotency, singleton, timeouts.start.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.dispatched, m.started, m.evalErrors, m.lag, m.waitsResolved)
+		reg.MustRegister(m.dispatched, m.started, m.evalErrors, m.lag, m.waitsResolved, m.skipped)
 	}
 	return m
 }

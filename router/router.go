@@ -49,6 +49,9 @@ type Config struct {
 	// EvalTimeout bounds the evaluation of one event's trigger expressions.
 	// Default 100ms.
 	EvalTimeout time.Duration
+	// SystemTaskQueue is the task queue of Herald's own workflows (debounce,
+	// batch, concurrency semaphores). Default wire.DefaultSystemTaskQueue.
+	SystemTaskQueue string
 	// Metrics receives the router's metrics; nil registers none.
 	Metrics *Metrics
 	// Logger defaults to discard.
@@ -88,6 +91,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SystemTaskQueue == "" {
+		cfg.SystemTaskQueue = wire.DefaultSystemTaskQueue
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
@@ -174,10 +180,26 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 type start struct {
 	event   *store.Event
 	fn      *registry.Func
+	act     func() (map[string]any, error) // the event decoded for CEL
 	req     wire.RunRequest
 	run     store.Run
 	cancels []store.Wait
 	err     error
+
+	// Set by flow control.
+	action    action
+	reason    string    // why it is skipped
+	entity    entity    // the debounce or batch workflow to signal
+	notBefore time.Time // throttled: start no sooner
+	priority  int       // Temporal priority key; 0 means the default
+}
+
+// flowControlled reports whether a function's runs need control before
+// they start.
+func flowControlled(c *wire.FunctionConfig) bool {
+	return c.Batch != nil || c.Debounce != nil || c.Timeouts != nil && c.Timeouts.StartMS > 0 ||
+		c.Idempotency != "" || c.RateLimit != nil || c.Throttle != nil || c.Singleton != nil ||
+		c.Priority != nil || len(c.Concurrency) > 0
 }
 
 func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *registry.Snapshot, events []store.Event) (store.Claim, error) {
@@ -189,33 +211,59 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 		return store.Claim{}, err
 	}
 	var starts []*start
+	now := time.Now()
 	for i := range events {
 		for _, fn := range d.match(ctx, snap, acts, i) {
-			starts = append(starts, d.plan(acts, i, fn))
+			s := d.plan(acts, i, fn)
+			if flowControlled(&fn.Config) {
+				if err := d.control(ctx, tx, s, now); err != nil {
+					return store.Claim{}, fmt.Errorf("router: flow control of %s for event %s: %w", fn.Key(), s.event.ID, err)
+				}
+			}
+			starts = append(starts, s)
 		}
 	}
 	var wg sync.WaitGroup
 	for _, s := range starts {
+		if s.action == actSkip {
+			continue
+		}
 		d.sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-d.sem; wg.Done() }()
-			s.err = d.startWorkflow(ctx, s)
+			if s.action == actSignal {
+				s.err = d.signalEntity(ctx, s)
+			} else {
+				s.err = d.startWorkflow(ctx, s)
+			}
 		}()
 	}
 	wg.Wait()
 
 	failed := waitFailed
 	claim := store.Claim{Resolved: resolved}
+	started := 0
 	for _, s := range starts {
 		if s.err != nil {
 			failed[s.event.ID] = s.err
 			continue
 		}
+		switch s.action {
+		case actSignal:
+			continue // the debounce or batch workflow starts and records the run
+		case actSkip:
+			s.run.StartedAt = now
+			s.run.EndedAt = &now
+			d.cfg.Metrics.skipped.WithLabelValues(s.reason).Inc()
+			claim.Runs = append(claim.Runs, s.run)
+			continue
+		}
+		started++
 		claim.Runs = append(claim.Runs, s.run)
 		claim.Waits = append(claim.Waits, s.cancels...)
 	}
-	now := time.Now()
+	now = time.Now()
 	for i := range events {
 		if _, bad := failed[events[i].ID]; bad {
 			continue
@@ -224,7 +272,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 		d.cfg.Metrics.lag.Observe(now.Sub(events[i].ReceivedAt).Seconds())
 	}
 	d.cfg.Metrics.dispatched.Add(float64(len(claim.Dispatched)))
-	d.cfg.Metrics.started.Add(float64(len(claim.Runs)))
+	d.cfg.Metrics.started.Add(float64(started))
 	if len(failed) > 0 {
 		var first error
 		for _, err := range failed {
@@ -309,9 +357,11 @@ func (d *Dispatcher) plan(acts *activations, i int, fn *registry.Func) *start {
 	}
 	runID := RunID(fn.AppID, fn.ID, e.ID, e.ReceivedAt)
 	wfID := WorkflowID(fn.AppID, fn.ID, e.ID)
+	act := func() (map[string]any, error) { return acts.get(i) }
 	return &start{
 		event: e,
 		fn:    fn,
+		act:   act,
 		req:   wire.RunRequest{AppID: fn.AppID, FunctionID: fn.ID, RunID: runID, Event: ev, ReceivedMS: e.ReceivedAt.UnixMilli()},
 		run: store.Run{
 			ID: runID, AppID: fn.AppID, FunctionID: fn.ID, EventID: e.ID,
@@ -319,8 +369,8 @@ func (d *Dispatcher) plan(acts *activations, i int, fn *registry.Func) *start {
 		},
 		// Registered with the run, in the claim's transaction: no Temporal call.
 		cancels: cancelWaits(d.waits.Env(), fn, e, runID, wfID, func() map[string]any {
-			act, _ := acts.get(i)
-			return act
+			a, _ := act()
+			return a
 		}),
 	}
 }
@@ -343,9 +393,21 @@ func (d *Dispatcher) startWorkflow(ctx context.Context, s *start) error {
 		StaticSummary: s.event.Name,
 	}
 	s.run.Status = wire.StatusRunning
-	if at := time.UnixMilli(s.event.TS); at.After(now) {
+	at := time.UnixMilli(s.event.TS)
+	if s.notBefore.After(at) {
+		at = s.notBefore
+	}
+	if at.After(now) {
 		opts.StartDelay = at.Sub(now)
 		s.run.Status = wire.StatusScheduled
+	}
+	if s.priority != 0 {
+		opts.Priority = temporal.Priority{PriorityKey: s.priority}
+	}
+	if t := s.fn.Config.Timeouts; t != nil && t.FinishMS > 0 {
+		// A backstop only: the function's own timer cancels it first, so
+		// its outcome is recorded. This one also bounds a start delay.
+		opts.WorkflowExecutionTimeout = opts.StartDelay + time.Duration(t.FinishMS)*time.Millisecond + 10*time.Minute
 	}
 	s.run.StartedAt = now
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)

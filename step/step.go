@@ -55,11 +55,57 @@ func Run[T any](ctx workflow.Context, id string, fn any, args ...any) (T, error)
 			MaximumAttempts:    int32(run.Retries + 1),
 		},
 	})
+	release, err := acquireSlots(ctx, run, id)
+	if err != nil {
+		return zero, fmt.Errorf("step %q: %w", id, err)
+	}
+	defer release()
 	var out T
 	if err := workflow.ExecuteActivity(actx, name, args...).Get(actx, &out); err != nil {
 		return zero, fmt.Errorf("step %q: %w", id, err)
 	}
 	return out, nil
+}
+
+// acquireSlots waits for a slot of each of the run's concurrency limits, in
+// order, and returns the function that gives them back. Acquiring is a local
+// activity (signal-with-start of the limit's semaphore workflow); the grant
+// is a signal to this run, so a step waiting for a slot costs no worker. If
+// the run is cancelled while it waits, the slots it asked for are returned.
+func acquireSlots(ctx workflow.Context, run *stepctx.Run, stepID string) (release func(), err error) {
+	if len(run.Slots) == 0 {
+		return func() {}, nil
+	}
+	// One token per limit, so a repeated grant of one never passes for another's.
+	token := func(i int) string { return run.RunID + "/" + stepID + "#" + strconv.Itoa(i) }
+	var asked []wire.Slot
+	release = func() {
+		// Returned even when the run is being cancelled.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		for i, s := range asked {
+			req := wire.SlotRequest{Token: token(i), WorkflowID: run.WorkflowID}
+			// A semaphore that is gone holds nothing to return.
+			_ = workflow.SignalExternalWorkflow(dctx, s.WorkflowID, "", wire.SignalRelease, req).Get(dctx, nil)
+		}
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+	})
+	for i, s := range run.Slots {
+		asked = append(asked, s)
+		in := activities.AcquireSlotInput{Slot: s, Request: wire.SlotRequest{Token: token(i), WorkflowID: run.WorkflowID, Limit: s.Limit}}
+		if err := workflow.ExecuteLocalActivity(lctx, stepctx.ActivityAcquireSlot, in).Get(lctx, nil); err != nil {
+			release()
+			return nil, err
+		}
+		workflow.GetSignalChannel(ctx, wire.SlotSignal(token(i))).Receive(ctx, nil)
+		if err := ctx.Err(); err != nil {
+			release()
+			return nil, temporal.NewCanceledError()
+		}
+	}
+	return release, nil
 }
 
 // Sleep pauses the run for d with a durable timer named id. No worker is

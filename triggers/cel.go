@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -11,6 +13,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
 )
 
@@ -130,6 +133,31 @@ func (p *Program) Expr() string { return p.expr }
 // at evaluation), or certain to exceed CostLimit. Compile at registration
 // time so users see the error when they sync, not at their first event.
 func (e *Env) Compile(expr string) (*Program, error) {
+	return e.compile(expr, func(k types.Kind) bool { return k == types.BoolKind }, "bool")
+}
+
+// CompileKey compiles a key expression, such as `event.data.userId`: its
+// value must be a string, a number or a bool (dyn is accepted and checked at
+// evaluation). Evaluate it with EvalKey.
+func (e *Env) CompileKey(expr string) (*Program, error) {
+	return e.compile(expr, func(k types.Kind) bool {
+		switch k {
+		case types.StringKind, types.IntKind, types.UintKind, types.DoubleKind, types.BoolKind:
+			return true
+		}
+		return false
+	}, "a string, number or bool")
+}
+
+// CompileInt compiles an integer expression, such as a priority. Evaluate it
+// with EvalInt.
+func (e *Env) CompileInt(expr string) (*Program, error) {
+	return e.compile(expr, func(k types.Kind) bool {
+		return k == types.IntKind || k == types.UintKind || k == types.DoubleKind
+	}, "a number")
+}
+
+func (e *Env) compile(expr string, kindOK func(types.Kind) bool, want string) (*Program, error) {
 	if len(expr) > MaxExprLen {
 		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("%d bytes is longer than the limit of %d", len(expr), MaxExprLen)}
 	}
@@ -153,8 +181,8 @@ func (e *Env) Compile(expr string) (*Program, error) {
 		}
 		return nil, ce
 	}
-	if k := ast.OutputType().Kind(); k != types.BoolKind && k != types.DynKind {
-		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("must evaluate to bool, not %s", ast.OutputType())}
+	if k := ast.OutputType().Kind(); k != types.DynKind && !kindOK(k) {
+		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("must evaluate to %s, not %s", want, ast.OutputType())}
 	}
 	// With event data unknown, the estimate's lower bound only counts work
 	// the expression always does (literal lists and the like); if even that
@@ -184,6 +212,16 @@ func (e *Env) Cached(expr string) (*Program, error) {
 	return e.cache.get(expr, e.Compile)
 }
 
+// CachedKey is CompileKey with the memoisation of Cached.
+func (e *Env) CachedKey(expr string) (*Program, error) {
+	return e.cache.get("\x00key\x00"+expr, func(string) (*Program, error) { return e.CompileKey(expr) })
+}
+
+// CachedInt is CompileInt with the memoisation of Cached.
+func (e *Env) CachedInt(expr string) (*Program, error) {
+	return e.cache.get("\x00int\x00"+expr, func(string) (*Program, error) { return e.CompileInt(expr) })
+}
+
 // ErrNotBool is returned (wrapped) by [Program.Eval] when a dyn expression
 // produces a value that is not a bool.
 var ErrNotBool = errors.New("triggers: expression did not evaluate to a bool")
@@ -207,25 +245,96 @@ func (p *Program) EvalWait(ctx context.Context, event, async map[string]any) (bo
 }
 
 func (p *Program) eval(ctx context.Context, vars map[string]any) (ok bool, err error) {
-	if err := ctx.Err(); err != nil {
-		return false, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
-	}
-	// cel-go converts arbitrary Go values lazily; a value of a kind it does
-	// not expect must cost one event an error, not the router its process.
-	defer func() {
-		if r := recover(); r != nil {
-			ok, err = false, fmt.Errorf("triggers: evaluate %s: panic: %v", shorten(p.expr), r)
-		}
-	}()
-	out, _, err := p.prg.ContextEval(ctx, vars)
+	out, err := p.value(ctx, vars)
 	if err != nil {
-		return false, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
+		return false, err
 	}
 	b, isBool := out.(types.Bool)
 	if !isBool {
 		return false, fmt.Errorf("%w: %s gave %s", ErrNotBool, shorten(p.expr), out.Type())
 	}
 	return bool(b), nil
+}
+
+// value evaluates the program and returns its raw result.
+func (p *Program) value(ctx context.Context, vars map[string]any) (out ref.Val, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
+	}
+	// cel-go converts arbitrary Go values lazily; a value of a kind it does
+	// not expect must cost one event an error, not the router its process.
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("triggers: evaluate %s: panic: %v", shorten(p.expr), r)
+		}
+	}()
+	out, _, err = p.prg.ContextEval(ctx, vars)
+	if err != nil {
+		return nil, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
+	}
+	return out, nil
+}
+
+// ErrBadKey is returned (wrapped) by EvalKey when the value is not a string,
+// number or bool, and by EvalInt when it is not a finite number.
+var ErrBadKey = errors.New("triggers: expression gave a value of the wrong type")
+
+// EvalKey evaluates a program compiled with CompileKey against event and
+// returns its value as a key: a string as is, a number in its shortest
+// decimal form (1 and 1.0 give "1"), a bool as "true" or "false". Failures
+// are returned as by Eval.
+func (p *Program) EvalKey(ctx context.Context, event map[string]any) (string, error) {
+	out, err := p.value(ctx, map[string]any{"event": event})
+	if err != nil {
+		return "", err
+	}
+	switch v := out.(type) {
+	case types.String:
+		return string(v), nil
+	case types.Bool:
+		return strconv.FormatBool(bool(v)), nil
+	case types.Int:
+		return strconv.FormatInt(int64(v), 10), nil
+	case types.Uint:
+		return strconv.FormatUint(uint64(v), 10), nil
+	case types.Double:
+		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return "", fmt.Errorf("%w: %s gave %v", ErrBadKey, shorten(p.expr), f)
+		}
+		if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+			return strconv.FormatInt(int64(f), 10), nil
+		}
+		return strconv.FormatFloat(f, 'g', -1, 64), nil
+	}
+	return "", fmt.Errorf("%w: %s gave %s, not a string, number or bool", ErrBadKey, shorten(p.expr), out.Type())
+}
+
+// EvalInt evaluates a program compiled with CompileInt against event and
+// returns its value, truncated to an integer and clamped to [lo, hi].
+func (p *Program) EvalInt(ctx context.Context, event map[string]any, lo, hi int64) (int64, error) {
+	out, err := p.value(ctx, map[string]any{"event": event})
+	if err != nil {
+		return 0, err
+	}
+	var f float64
+	switch v := out.(type) {
+	case types.Int:
+		return max(lo, min(hi, int64(v))), nil
+	case types.Uint:
+		if uint64(v) > uint64(hi) {
+			return hi, nil
+		}
+		return max(lo, int64(v)), nil
+	case types.Double:
+		f = float64(v)
+	default:
+		return 0, fmt.Errorf("%w: %s gave %s, not a number", ErrBadKey, shorten(p.expr), out.Type())
+	}
+	if math.IsNaN(f) {
+		return 0, fmt.Errorf("%w: %s gave NaN", ErrBadKey, shorten(p.expr))
+	}
+	return int64(max(float64(lo), min(float64(hi), math.Trunc(f)))), nil
 }
 
 // programCache memoises compilation. Entries are created under the mutex

@@ -417,3 +417,57 @@ func BenchmarkEventActivation(b *testing.B) {
 		}
 	}
 }
+
+func TestEvalKey(t *testing.T) {
+	env, err := NewEnv()
+	require.NoError(t, err)
+	act, err := EventActivation("a/b", []byte(`{"s":"u_1","i":42,"f":1.5,"whole":2.0,"b":true,"m":{"x":1}}`), "id1", 5, "")
+	require.NoError(t, err)
+	for expr, want := range map[string]string{
+		`event.data.s`:           "u_1",
+		`event.data.i`:           "42",
+		`event.data.f`:           "1.5",
+		`event.data.whole`:       "2",
+		`event.data.b`:           "true",
+		`"user-" + event.data.s`: "user-u_1",
+		`event.name + "/" + "x"`: "a/b/x",
+		`string(event.data.i+1)`: "43",
+	} {
+		p, err := env.CachedKey(expr)
+		require.NoError(t, err, expr)
+		got, err := p.EvalKey(context.Background(), act)
+		require.NoError(t, err, expr)
+		require.Equal(t, want, got, expr)
+	}
+	p, err := env.CompileKey(`event.data.m`)
+	require.NoError(t, err) // dyn: checked at evaluation
+	_, err = p.EvalKey(context.Background(), act)
+	require.ErrorIs(t, err, ErrBadKey)
+	_, err = env.CompileKey(`[1, 2]`)
+	require.ErrorContains(t, err, "must evaluate to a string, number or bool")
+	_, err = env.CompileKey(`event.data.missing`)
+	require.NoError(t, err)
+}
+
+func TestEvalInt(t *testing.T) {
+	env, err := NewEnv()
+	require.NoError(t, err)
+	act, err := EventActivation("a/b", []byte(`{"p":900,"n":-5,"f":2.7,"s":"x"}`), "id1", 5, "")
+	require.NoError(t, err)
+	for expr, want := range map[string]int64{
+		`event.data.p`: 600, `event.data.n`: -5, `event.data.f`: 2, `-1000`: -600,
+		`event.data.s == "x" ? 100 : 0`: 100,
+	} {
+		p, err := env.CachedInt(expr)
+		require.NoError(t, err, expr)
+		got, err := p.EvalInt(context.Background(), act, -600, 600)
+		require.NoError(t, err, expr)
+		require.Equal(t, want, got, expr)
+	}
+	_, err = env.CompileInt(`"high"`)
+	require.ErrorContains(t, err, "must evaluate to a number")
+	p, err := env.CompileInt(`event.data.s`)
+	require.NoError(t, err)
+	_, err = p.EvalInt(context.Background(), act, -600, 600)
+	require.ErrorIs(t, err, ErrBadKey)
+}

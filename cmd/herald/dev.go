@@ -110,6 +110,7 @@ func devCommand() command {
 				Store:    st,
 				Temporal: tc,
 				Logger:   log,
+				Router:   limits.router(),
 				Ingest: ingest.Config{
 					AllowAnyEventKey: true,
 					Limits:           limits.limits(),

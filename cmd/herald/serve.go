@@ -73,6 +73,7 @@ func serveCommand() command {
 				Store:    st,
 				Temporal: tc,
 				Logger:   log,
+				Router:   limits.router(),
 				Ingest: ingest.Config{
 					EventKeys:        keys,
 					AllowAnyEventKey: *insecure && len(keys) == 0,

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/wire"
+	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
 	"github.com/herald-run/herald/store/postgres"
 	"github.com/herald-run/herald/store/sqlite"
@@ -52,6 +54,7 @@ func redactURL(url string) string {
 type limitFlags struct {
 	maxEvents, maxEventBytes *int
 	maxBody                  *int64
+	systemQueue              *string
 }
 
 func addLimitFlags(fs *flagSet) limitFlags {
@@ -59,7 +62,13 @@ func addLimitFlags(fs *flagSet) limitFlags {
 		maxEvents:     fs.Int("max-events-per-request", "HERALD_MAX_EVENTS_PER_REQUEST", ingest.DefaultMaxEventsPerRequest, "most events accepted in one request"),
 		maxBody:       fs.Int64("max-body-bytes", "HERALD_MAX_BODY_BYTES", ingest.DefaultMaxBodyBytes, "largest request body accepted, in bytes"),
 		maxEventBytes: fs.Int("max-event-bytes", "HERALD_MAX_EVENT_BYTES", ingest.DefaultMaxEventBytes, "largest single event accepted, in bytes of JSON"),
+		systemQueue: fs.String("system-task-queue", "HERALD_SYSTEM_TASK_QUEUE", wire.DefaultSystemTaskQueue,
+			"Temporal task queue of Herald's own workflows (debounce, batch, concurrency limits); give each Herald deployment sharing a namespace its own"),
 	}
+}
+
+func (l limitFlags) router() router.Config {
+	return router.Config{SystemTaskQueue: *l.systemQueue}
 }
 
 func (l limitFlags) limits() ingest.Limits {

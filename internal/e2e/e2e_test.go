@@ -101,7 +101,8 @@ func startHerald(t *testing.T, st store.Driver, tc client.Client) string {
 			Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			Addr:   "127.0.0.1:0", Store: st, Temporal: tc,
 			Ingest: ingest.Config{AllowAnyEventKey: true},
-			Router: router.Config{PollInterval: 100 * time.Millisecond},
+			// Each Herald has its own store, so its own system task queue.
+			Router: router.Config{PollInterval: 100 * time.Millisecond, SystemTaskQueue: fmt.Sprintf("herald-system-e2e-%d-%d", os.Getpid(), appSeq.Add(1))},
 			Ready:  func(_ context.Context, url string) { ready <- url },
 		})
 	}()

@@ -94,7 +94,7 @@ func sleeperFn() *herald.Function {
 		})
 }
 
-var allSteps = []any{greet, flakyThird, declined}
+var allSteps = []any{greet, flakyThird, declined, tracked, stamp, batchIDs}
 
 type activation struct {
 	Activated bool   `json:"activated"`

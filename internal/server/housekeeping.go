@@ -54,6 +54,11 @@ func (h *housekeeping) run(ctx context.Context, interval time.Duration) {
 			} else if purged > 0 {
 				h.log.Debug("purged finished waits", "count", purged)
 			}
+			if purged, err := h.store.PurgeFlowState(ctx, time.Now()); err != nil {
+				h.log.Warn("purging expired idempotency keys and limiter state failed", "err", err)
+			} else if purged > 0 {
+				h.log.Debug("purged expired idempotency keys and limiter state", "count", purged)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
@@ -58,6 +59,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	rc := o.Router
+	if rc.SystemTaskQueue == "" {
+		rc.SystemTaskQueue = wire.DefaultSystemTaskQueue
+	}
 	rc.Store, rc.Registry, rc.Temporal, rc.Metrics, rc.Logger = o.Store, reg, o.Temporal, router.NewMetrics(metrics), o.Logger
 	disp, err := router.New(rc)
 	if err != nil {
@@ -75,6 +79,11 @@ func Run(ctx context.Context, o Options) error {
 		defer close(routerDone)
 		_ = disp.Run(routerCtx)
 	}()
+	sysDone := make(chan struct{})
+	go func() {
+		defer close(sysDone)
+		runSystemWorker(routerCtx, o.Temporal, rc.SystemTaskQueue, disp, o.Logger)
+	}()
 	hk := newHousekeeping(o.Store, metrics, o.Logger)
 	hkDone := make(chan struct{})
 	go func() {
@@ -91,6 +100,7 @@ func Run(ctx context.Context, o Options) error {
 	srv.Close()
 	stopRouter()
 	<-routerDone
+	<-sysDone
 	<-hkDone
 	return err
 }

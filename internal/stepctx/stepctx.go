@@ -21,6 +21,9 @@ const (
 	ActivitySendEvents   = "herald.SendEvents"
 	ActivityFinishRun    = "herald.FinishRun"
 	ActivityRegisterWait = "herald.RegisterWait"
+	// ActivityAcquireSlot is a local activity: it asks a semaphore workflow
+	// for a concurrency slot.
+	ActivityAcquireSlot = "herald.AcquireSlot"
 )
 
 // Run is what the steps of one run need to know.
@@ -38,6 +41,8 @@ type Run struct {
 	// accepted it (ms); waits bind the first and match from the second.
 	Trigger  wire.Event
 	Received int64
+	// Slots are the concurrency limits every step.Run holds a slot of.
+	Slots []wire.Slot
 	// used holds the step ids already taken in this run.
 	used map[string]bool
 }

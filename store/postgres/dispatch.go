@@ -133,9 +133,10 @@ func (d *Driver) ListFunctions(ctx context.Context) ([]store.Function, error) {
 // ClaimEvents locks up to limit pending events (skipping rows another replica
 // holds), calls fn with them while the locks are held, and records fn's claim
 // (runs, dispatched events, new waits and resolutions) in the same
-// transaction. fn reads waits through a ClaimTx bound to that transaction, so
-// the candidate waits it sees stay locked until the claim commits. A failing
-// fn rolls everything back.
+// transaction. fn reads waits and flow state through a ClaimTx bound to that
+// transaction, so the candidate waits, limiters and keys it sees stay locked
+// until the claim commits. A failing fn rolls everything back, flow state
+// included.
 func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error)) (int, error) {
 	if limit <= 0 {
 		return 0, store.ErrClaimLimit
@@ -284,9 +285,20 @@ func (d *Driver) GetRun(ctx context.Context, id string) (store.Run, error) {
 	return r, nil
 }
 
-// ListRunsByEvent returns an event's runs, oldest first.
+// listRunsByEventSQL selects an event's own runs and the runs linked to it,
+// each once. The union of ids keeps both lookups on their indexes (an OR of
+// the two conditions would scan runs).
+const listRunsByEventSQL = `
+SELECT ` + runColumns + ` FROM runs
+ WHERE id IN (SELECT id FROM runs WHERE event_id = $1
+              UNION
+              SELECT run_id FROM run_events WHERE event_id = $1)
+ ORDER BY started_at, id`
+
+// ListRunsByEvent returns the runs an event started or was linked to (a
+// batch), oldest first.
 func (d *Driver) ListRunsByEvent(ctx context.Context, eventID string) ([]store.Run, error) {
-	rows, err := d.pool.Query(ctx, `SELECT `+runColumns+` FROM runs WHERE event_id = $1 ORDER BY started_at, id`, eventID)
+	rows, err := d.pool.Query(ctx, listRunsByEventSQL, eventID)
 	if err != nil {
 		return nil, wrapErr("list runs", err)
 	}
@@ -314,7 +326,8 @@ const insertSystemEventSQL = `
 INSERT INTO events (id, name, data, ts, v, received_at) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (id) DO NOTHING`
 
-// FinishRun records a run's outcome and its system event in one transaction.
+// FinishRun records a run's outcome and its system event, and releases the
+// run's singleton keys, in one transaction.
 func (d *Driver) FinishRun(ctx context.Context, r store.Run, systemEvent *store.Event) error {
 	if err := store.ValidateFinish(r); err != nil {
 		return err
@@ -342,13 +355,19 @@ func (d *Driver) FinishRun(ctx context.Context, r store.Run, systemEvent *store.
 }
 
 func finishRun(ctx context.Context, tx pgx.Tx, r store.Run, systemEvent *store.Event) error {
-	// A run that ends leaves no live waits, even when it was reported finished
-	// before. This comes first: it may wait for a claim that holds one of the
-	// waits locked, and must not hold the run's row meanwhile.
+	// A run that ends leaves no live waits and holds no singleton key, even
+	// when it was reported finished before. This comes first: it may wait for
+	// a claim that holds one of the waits or keys locked, and must not hold
+	// the run's row meanwhile (the claim inserts runs when it commits). A key
+	// a claim handed to another run meanwhile is not deleted: the delete
+	// rechecks run_id on the row the claim left.
 	if r.WorkflowID != "" {
 		if _, err := tx.Exec(ctx, `DELETE FROM waits WHERE workflow_id = $1`, r.WorkflowID); err != nil {
 			return err
 		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM singletons WHERE run_id = $1`, r.ID); err != nil {
+		return err
 	}
 	var status string
 	err := tx.QueryRow(ctx, `SELECT status FROM runs WHERE id = $1 FOR UPDATE`, r.ID).Scan(&status)

@@ -18,9 +18,10 @@ import (
 // errClaimOver is returned by a ClaimTx used after its fn returned.
 var errClaimOver = errors.New("postgres: claim transaction used after its fn returned")
 
-// claimTx reads waits in a claim's transaction. A pgx.Tx serves one query at
-// a time, so calls are serialized; candidates remembers the waits
-// CandidateWaits returned (and locked), the only ones the claim may resolve.
+// claimTx reads waits, and reads and writes flow state (see flow.go), in a
+// claim's transaction. A pgx.Tx serves one query at a time, so calls are
+// serialized; candidates remembers the waits CandidateWaits returned (and
+// locked), the only ones the claim may resolve.
 type claimTx struct {
 	mu         sync.Mutex
 	tx         pgx.Tx

@@ -165,6 +165,8 @@ func (d *Driver) ListFunctions(ctx context.Context) ([]store.Function, error) {
 // still pending. fn's ClaimTx reads waits outside the write transaction too;
 // nothing else resolves a wait concurrently except ResolveWait, and a
 // resolution only applies to a wait still unresolved when the claim records.
+// Its flow-state writes are kept until then (see flow.go) and dropped when
+// fn fails.
 func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error)) (int, error) {
 	if limit <= 0 {
 		return 0, store.ErrClaimLimit
@@ -178,7 +180,7 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 	if len(events) == 0 {
 		return 0, nil
 	}
-	ctl := &claimTx{db: d.db, candidates: map[string]bool{}}
+	ctl := &claimTx{db: d.db, candidates: map[string]bool{}, flow: newFlowWrites()}
 	claim, err := fn(ctx, ctl, events)
 	ctl.close()
 	if err != nil {
@@ -205,7 +207,10 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 		if _, err := insertWaits(ctx, tx, claim.Waits); err != nil {
 			return err
 		}
-		return resolveWaits(ctx, tx, resolved)
+		if err := resolveWaits(ctx, tx, resolved); err != nil {
+			return err
+		}
+		return writeFlowState(ctx, tx, ctl.flow)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: claim events: %w", err)
@@ -326,9 +331,13 @@ func (d *Driver) GetRun(ctx context.Context, id string) (store.Run, error) {
 	return r, nil
 }
 
-// ListRunsByEvent returns an event's runs, oldest first.
+// ListRunsByEvent returns the runs an event started or was linked to (a
+// batch), oldest first, each once. The union of ids keeps both lookups on
+// their indexes.
 func (d *Driver) ListRunsByEvent(ctx context.Context, eventID string) ([]store.Run, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE event_id = ? ORDER BY started_at, id`, eventID)
+	rows, err := d.db.QueryContext(ctx, `SELECT `+runColumns+` FROM runs
+		WHERE id IN (SELECT id FROM runs WHERE event_id = ? UNION SELECT run_id FROM run_events WHERE event_id = ?)
+		ORDER BY started_at, id`, eventID, eventID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list runs: %w", err)
 	}
@@ -358,9 +367,10 @@ ON CONFLICT (app_id, function_id, event_id) DO UPDATE
  WHERE r.status NOT IN ('Completed', 'Failed', 'Cancelled', 'Skipped')
 RETURNING id`
 
-// FinishRun records a run's outcome and its system event in one transaction.
-// The transaction takes the write lock when it begins, so the read of the
-// run's status and the write that depends on it cannot interleave with another.
+// FinishRun records a run's outcome and its system event, and releases the
+// run's singleton keys, in one transaction. The transaction takes the write
+// lock when it begins, so the read of the run's status and the write that
+// depends on it cannot interleave with another.
 func (d *Driver) FinishRun(ctx context.Context, r store.Run, systemEvent *store.Event) error {
 	if err := store.ValidateFinish(r); err != nil {
 		return err
@@ -378,12 +388,15 @@ func (d *Driver) FinishRun(ctx context.Context, r store.Run, systemEvent *store.
 		r.EndedAt = &now
 	}
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
-		// A run that ends leaves no live waits, even when it was reported
-		// finished before.
+		// A run that ends leaves no live waits and holds no singleton key,
+		// even when it was reported finished before.
 		if r.WorkflowID != "" {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM waits WHERE workflow_id = ?`, r.WorkflowID); err != nil {
 				return err
 			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM singletons WHERE run_id = ?`, r.ID); err != nil {
+			return err
 		}
 		var status string
 		err := tx.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = ?`, r.ID).Scan(&status)

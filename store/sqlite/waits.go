@@ -18,14 +18,16 @@ import (
 // errClaimOver is returned by a ClaimTx used after its fn returned.
 var errClaimOver = errors.New("sqlite: claim transaction used after its fn returned")
 
-// claimTx reads waits for a claim. SQLite has no row locks: the claim does not
-// hold a transaction while fn runs, and Herald runs one router per database,
-// so these are plain reads. candidates remembers the waits CandidateWaits
-// returned, the only ones the claim may resolve.
+// claimTx reads waits and flow state for a claim. SQLite has no row locks:
+// the claim does not hold a transaction while fn runs, and Herald runs one
+// router per database, so these are plain reads; flow-state writes wait in
+// flow for the claim's write transaction (see flow.go). candidates remembers
+// the waits CandidateWaits returned, the only ones the claim may resolve.
 type claimTx struct {
 	mu         sync.Mutex
 	db         *sql.DB
 	candidates map[string]bool
+	flow       flowWrites
 	over       bool
 }
 

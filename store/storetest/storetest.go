@@ -62,6 +62,13 @@ func Run(t *testing.T, open Opener) {
 		"FinishRunDeletesWaits":      testFinishRunDeletesWaits,
 		"PurgeWaits":                 testPurgeWaits,
 		"WaitStats":                  testWaitStats,
+		"LimitRateLimit":             testLimitRateLimit,
+		"LimitThrottle":              testLimitThrottle,
+		"LimitPersistsAndRollsBack":  testLimitPersistsAndRollsBack,
+		"TakeKey":                    testTakeKey,
+		"Singletons":                 testSingletons,
+		"RecordRun":                  testRecordRun,
+		"PurgeFlowState":             testPurgeFlowState,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

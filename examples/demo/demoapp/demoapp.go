@@ -156,10 +156,126 @@ var Onboarding = herald.NewFunction(herald.FunctionOpts{
 	return Activation{Activated: activated}, err
 })
 
+// DocUpdate is the data of a demo/doc.updated event.
+type DocUpdate struct {
+	DocID string `json:"docId"`
+	Seq   int    `json:"seq"`
+}
+
+// ReindexResult is reindex's output: the update it indexed.
+type ReindexResult struct {
+	DocID string `json:"docId"`
+	Seq   int    `json:"seq"`
+}
+
+// IndexDoc pretends to reindex a document.
+func IndexDoc(ctx context.Context, u DocUpdate) (ReindexResult, error) {
+	activity.GetLogger(ctx).Info("document reindexed", "doc", u.DocID, "seq", u.Seq)
+	return ReindexResult(u), nil
+}
+
+// Reindex is debounced: a burst of updates to one document reindexes it
+// once, two seconds after the last update, with that update.
+var Reindex = herald.NewFunction(herald.FunctionOpts{
+	ID:       "reindex",
+	Name:     "Reindex document",
+	Triggers: []herald.Trigger{herald.OnEvent("demo/doc.updated")},
+	Debounce: &herald.Debounce{Period: 2 * time.Second, Key: "event.data.docId"},
+}, func(ctx workflow.Context, in herald.Input[DocUpdate]) (ReindexResult, error) {
+	return step.Run[ReindexResult](ctx, "index", IndexDoc, in.Event.Data)
+})
+
+// ImportResult is import-rows' output.
+type ImportResult struct {
+	Count int `json:"count"`
+}
+
+// InsertRows pretends to insert rows in one statement.
+func InsertRows(ctx context.Context, rows []map[string]any) (int, error) {
+	activity.GetLogger(ctx).Info("rows inserted", "count", len(rows))
+	return len(rows), nil
+}
+
+// ImportRows is batched: it inserts up to ten rows per run, or whatever
+// arrived within two seconds of the first.
+var ImportRows = herald.NewFunction(herald.FunctionOpts{
+	ID:       "import-rows",
+	Name:     "Import rows",
+	Triggers: []herald.Trigger{herald.OnEvent("demo/import.row")},
+	Batch:    &herald.Batch{MaxSize: 10, Timeout: 2 * time.Second},
+}, func(ctx workflow.Context, in herald.Input[map[string]any]) (ImportResult, error) {
+	rows := make([]map[string]any, len(in.Events))
+	for i, e := range in.Events {
+		rows[i] = e.Data
+	}
+	n, err := step.Run[int](ctx, "insert", InsertRows, rows)
+	return ImportResult{Count: n}, err
+})
+
+// SMS is the data of a demo/sms.requested event.
+type SMS struct {
+	UserID string `json:"userId"`
+	Text   string `json:"text"`
+}
+
+// SendSMSResult is send-sms' output.
+type SendSMSResult struct {
+	Sent bool `json:"sent"`
+}
+
+// DeliverSMS pretends to send a text message.
+func DeliverSMS(ctx context.Context, m SMS) (bool, error) {
+	activity.GetLogger(ctx).Info("sms sent", "user", m.UserID)
+	return true, nil
+}
+
+// SendSMS is rate limited: at most one text per user every ten seconds; the
+// others are skipped (their runs are recorded Skipped).
+var SendSMS = herald.NewFunction(herald.FunctionOpts{
+	ID:        "send-sms",
+	Name:      "Send SMS",
+	Triggers:  []herald.Trigger{herald.OnEvent("demo/sms.requested")},
+	RateLimit: &herald.RateLimit{Limit: 1, Period: 10 * time.Second, Key: "event.data.userId"},
+}, func(ctx workflow.Context, in herald.Input[SMS]) (SendSMSResult, error) {
+	sent, err := step.Run[bool](ctx, "deliver", DeliverSMS, in.Event.Data)
+	return SendSMSResult{Sent: sent}, err
+})
+
+// Prompt is the data of a demo/llm.requested event.
+type Prompt struct {
+	Prompt string `json:"prompt"`
+}
+
+// Completion is call-llm's output.
+type Completion struct {
+	Text string `json:"text"`
+}
+
+// Complete pretends to call a language model, which takes a second.
+func Complete(ctx context.Context, p Prompt) (Completion, error) {
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return Completion{}, ctx.Err()
+	}
+	return Completion{Text: "echo: " + p.Prompt}, nil
+}
+
+// CallLLM holds at most two model calls at once, however many requests
+// arrive; the others wait for a slot in arrival order.
+var CallLLM = herald.NewFunction(herald.FunctionOpts{
+	ID:          "call-llm",
+	Name:        "Call LLM",
+	Triggers:    []herald.Trigger{herald.OnEvent("demo/llm.requested")},
+	Concurrency: []herald.Concurrency{{Limit: 2}},
+}, func(ctx workflow.Context, in herald.Input[Prompt]) (Completion, error) {
+	return step.Run[Completion](ctx, "complete", Complete, in.Event.Data)
+})
+
 // Register adds the demo app's functions and steps to w.
 func Register(w *herald.Worker) error {
-	if err := w.Register(WelcomeEmail, FlakyCharge, NightlyReport, Onboarding); err != nil {
+	if err := w.Register(WelcomeEmail, FlakyCharge, NightlyReport, Onboarding, Reindex, ImportRows, SendSMS, CallLLM); err != nil {
 		return err
 	}
-	return w.RegisterSteps(SendWelcome, SendFollowUp, Charge, BuildReport)
+	return w.RegisterSteps(SendWelcome, SendFollowUp, Charge, BuildReport, IndexDoc, InsertRows, DeliverSMS, Complete)
 }
