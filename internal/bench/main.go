@@ -41,7 +41,7 @@ func main() {
 		dbURL       = flag.String("database-url", testdb.BaseURL(), "PostgreSQL to measure against [$HERALD_TEST_DATABASE_URL]")
 		duration    = flag.Duration("duration", 5*time.Second, "how long each load phase runs, after a 1s warm-up")
 		conns       = flag.Int("conns", 64, "concurrent keep-alive connections of the load client")
-		only        = flag.String("only", "", "comma-separated phases to run (ceiling,single,copy,batch,dispatch,resume); default all")
+		only        = flag.String("only", "", "comma-separated phases to run (ceiling,single,copy,batch,dispatch,resume,flow); default all")
 		starts      = flag.Int("starts", 10000, "workflow starts in the dispatch phase (raw and through Herald)")
 		flushers    = flag.Int("flushers", 0, "group-commit flushers (0: Herald's default)")
 		showMetrics = flag.Bool("metrics", false, "print the server's group-commit metrics at the end")
@@ -122,6 +122,9 @@ func main() {
 	}
 	if want("resume") {
 		benchResume(ctx, b, 100)
+	}
+	if want("flow") {
+		benchFlow(ctx, b, 50, 2000)
 	}
 	if *showMetrics {
 		resp, err := http.Get(b.url + "/metrics")
