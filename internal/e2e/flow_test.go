@@ -120,11 +120,13 @@ func TestConcurrencyLimit(t *testing.T) {
 	for range 8 {
 		events = append(events, ev("test/limited", map[string]any{"key": key, "hold": 400}))
 	}
+	sent := time.Now()
 	ids := b.send(t, events...)
 	for _, id := range ids {
 		runs := b.waitRuns(t, id, 1)
 		require.Equal(t, "Completed", runs[0].Status, runs[0].Error)
 	}
+	t.Logf("8 runs of a 400ms step, 2 at a time: %s", time.Since(sent))
 	gauges.Lock()
 	peak := gauges.max[key]
 	gauges.Unlock()
