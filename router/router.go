@@ -223,19 +223,35 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 			starts = append(starts, s)
 		}
 	}
-	var wg sync.WaitGroup
+	// Events for one debounce or batch workflow are handed over in order,
+	// one after the other, so a batch lists its events oldest first.
+	var calls [][]*start
+	entities := map[string]int{}
 	for _, s := range starts {
-		if s.action == actSkip {
+		switch s.action {
+		case actSkip:
 			continue
+		case actSignal:
+			if i, ok := entities[s.entity.id]; ok {
+				calls[i] = append(calls[i], s)
+				continue
+			}
+			entities[s.entity.id] = len(calls)
 		}
+		calls = append(calls, []*start{s})
+	}
+	var wg sync.WaitGroup
+	for _, seq := range calls {
 		d.sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-d.sem; wg.Done() }()
-			if s.action == actSignal {
-				s.err = d.signalEntity(ctx, s)
-			} else {
-				s.err = d.startWorkflow(ctx, s)
+			for _, s := range seq {
+				if s.action == actSignal {
+					s.err = d.signalEntity(ctx, s)
+				} else {
+					s.err = d.startWorkflow(ctx, s)
+				}
 			}
 		}()
 	}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"slices"
 
 	"go.temporal.io/sdk/workflow"
@@ -109,6 +110,9 @@ func (b *batcher) flush(ctx workflow.Context) error {
 		FunctionID: b.st.FunctionID,
 		Events:     slices.Clone(b.st.Pending[:n]),
 	}
+	// Handed over by concurrent dispatches, events may arrive slightly out
+	// of order; the run lists them in the order Herald accepted them.
+	slices.SortStableFunc(run.Events, func(x, y wire.PendingEvent) int { return cmp.Compare(x.ReceivedMS, y.ReceivedMS) })
 	b.st.Pending = slices.Delete(b.st.Pending, 0, n)
 	b.arrivals = slices.Delete(b.arrivals, 0, n)
 	b.st.FirstAtMS = 0

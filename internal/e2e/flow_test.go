@@ -248,6 +248,7 @@ func TestBatchOfTwentyFive(t *testing.T) {
 	for _, got := range byRun {
 		sizes = append(sizes, len(got))
 		union = append(union, got...)
+		require.True(t, sort.StringsAreSorted(got), "a batch lists its events oldest first: %v", got)
 	}
 	sort.Ints(sizes)
 	require.Equal(t, []int{5, 10, 10}, sizes)
