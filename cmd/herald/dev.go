@@ -186,8 +186,9 @@ func startTemporalDevServer(log *slog.Logger, bin, address, namespace string, ui
 		"--namespace", namespace,
 		// Task priority needs the new matcher on this server version.
 		"--dynamic-config-value", "matching.useNewMatcher=true",
-		"--log-level", "warn",
 	}
+	args = append(args, temporalx.DevServerTuning...)
+	args = append(args, "--log-level", "warn")
 	for _, sa := range temporalx.SearchAttributes {
 		args = append(args, "--search-attribute", sa+"=Keyword")
 	}

@@ -65,7 +65,7 @@ func Start(ctx context.Context, o Options) (*testsuite.DevServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--dynamic-config-value", "matching.useNewMatcher=true"}
+	args := append([]string{"--dynamic-config-value", "matching.useNewMatcher=true"}, temporalx.DevServerTuning...)
 	for _, sa := range temporalx.SearchAttributes {
 		args = append(args, "--search-attribute", sa+"=Keyword")
 	}

@@ -29,6 +29,16 @@ var (
 // function, event name and event id.
 var SearchAttributes = []string{"HeraldApp", "HeraldFunction", "HeraldEventName", "HeraldEventID"}
 
+// DevServerTuning are the dynamic-config flags Herald gives a Temporal dev
+// server. History shards read their task queues at most 20 times a second by
+// default, which puts about 50 ms between the steps of a busy run (a step
+// that waits for a concurrency slot makes several such hops); a production
+// cluster is tuned by its operator.
+var DevServerTuning = []string{
+	"--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
+	"--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000",
+}
+
 // NewLazyClient returns a client that connects on first use, so Herald can
 // start (and accept events) while Temporal is still down.
 func NewLazyClient(address, namespace string, log *slog.Logger) (client.Client, error) {
