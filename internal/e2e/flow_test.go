@@ -101,14 +101,6 @@ func ev(name string, data map[string]any) map[string]any {
 	return map[string]any{"name": name, "data": data}
 }
 
-func statuses(runs []ingest.RunJSON) []string {
-	out := make([]string, len(runs))
-	for i, r := range runs {
-		out[i] = r.Status
-	}
-	return out
-}
-
 func TestConcurrencyLimit(t *testing.T) {
 	t.Parallel()
 	key := "conc-" + t.Name()
