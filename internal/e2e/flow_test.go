@@ -15,7 +15,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/herald-run/herald"
-	"github.com/herald-run/herald/ingest"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/step"
 )
