@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -55,6 +56,7 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 			run.Received = info.WorkflowStartTime.UnixMilli()
 		}
 		sctx := stepctx.With(ctx, run)
+		logger := log.With(workflow.GetLogger(ctx), "function", f.opts.ID, "run_id", req.RunID, "event_id", req.Event.ID)
 
 		hctx, finishTimedOut, stopTimer := f.finishTimeout(ctx, sctx)
 		out, err := f.run(hctx, req)
@@ -90,7 +92,7 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 				failure := Failure{FunctionID: f.opts.ID, RunID: req.RunID, Error: err.Error(),
 					Event: TypedEvent[json.RawMessage]{ID: req.Event.ID, Name: req.Event.Name, Data: req.Event.Data, TS: req.Event.TS, V: req.Event.V}}
 				if ferr := f.opts.OnFailure(sctx, failure); ferr != nil {
-					workflow.GetLogger(ctx).Error("OnFailure handler failed", "function", f.opts.ID, "error", ferr)
+					logger.Error("OnFailure handler failed", "error", ferr)
 				}
 			}
 		}
@@ -102,7 +104,7 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 		})
 		if rerr := workflow.ExecuteActivity(reportCtx, stepctx.ActivityFinishRun, req.RunID, finish).Get(reportCtx, nil); rerr != nil {
-			workflow.GetLogger(ctx).Error("could not report the run's outcome to Herald", "error", rerr)
+			logger.Error("could not report the run's outcome to Herald", "error", rerr)
 		}
 		return output, err
 	}

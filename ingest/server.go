@@ -20,8 +20,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/client"
 
+	"github.com/herald-run/herald/internal/tracing"
 	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
@@ -33,6 +39,10 @@ import (
 type Config struct {
 	// Store holds the events. Required.
 	Store store.Driver
+	// Tracing makes a span of every request (continuing the caller's trace
+	// from its traceparent header) and stores each event with the request's
+	// traceparent, so the router's spans join the same trace.
+	Tracing bool
 	// EventKeys are the keys accepted in POST /e/{key}. Required unless
 	// AllowAnyEventKey is set. Only their SHA-256 hashes are kept.
 	EventKeys []string
@@ -176,6 +186,9 @@ func (s *Server) routes() *gin.Engine {
 	r.UnescapePathValues = true
 	r.ContextWithFallback = true
 	r.Use(s.recover, s.metrics.middleware)
+	if s.cfg.Tracing {
+		r.Use(s.trace)
+	}
 	r.NoRoute(func(c *gin.Context) {
 		writeError(c, http.StatusNotFound, fmt.Sprintf("no route for %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -226,6 +239,25 @@ func (s *Server) recover(c *gin.Context) {
 		}
 	}()
 	c.Next()
+}
+
+// trace makes a span of the request, continuing the caller's trace.
+func (s *Server) trace(c *gin.Context) {
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	ctx := otel.GetTextMapPropagator().Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
+	ctx, span := tracing.Tracer().Start(ctx, c.Request.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", c.Request.Method), attribute.String("http.route", route)))
+	defer span.End()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+	status := c.Writer.Status()
+	span.SetAttributes(attribute.Int("http.response.status_code", status))
+	if status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
 }
 
 // checkKey compares key's hash against each accepted hash in constant time.
@@ -294,6 +326,18 @@ func (s *Server) handleIngest(c *gin.Context) {
 		s.metrics.rejected.WithLabelValues("invalid").Inc()
 		writeError(c, http.StatusBadRequest, err.Error())
 		return
+	}
+	if s.cfg.Tracing {
+		if tp := tracing.Traceparent(c.Request.Context()); tp != "" {
+			for i := range events {
+				events[i].Trace = tp
+			}
+		}
+		span := trace.SpanFromContext(c.Request.Context())
+		span.SetAttributes(attribute.Int("herald.events", len(events)))
+		if len(events) == 1 {
+			span.SetAttributes(attribute.String("herald.event.id", events[0].ID), attribute.String("herald.event.name", events[0].Name))
+		}
 	}
 	inserted, err := s.committer.Commit(c.Request.Context(), events)
 	if err != nil {

@@ -4,12 +4,14 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the router's Prometheus series.
 type Metrics struct {
-	dispatched    prometheus.Counter
-	started       prometheus.Counter
-	evalErrors    prometheus.Counter
-	lag           prometheus.Histogram
-	waitsResolved prometheus.Counter
-	skipped       *prometheus.CounterVec
+	dispatched     prometheus.Counter
+	started        prometheus.Counter
+	evalErrors     prometheus.Counter
+	lag            prometheus.Histogram
+	waitsResolved  prometheus.Counter
+	skipped        *prometheus.CounterVec
+	temporalErrors prometheus.Counter
+	matches        prometheus.Histogram
 }
 
 // NewMetrics creates the router's metrics and registers them on reg (nil: not
@@ -41,9 +43,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "herald_runs_skipped_total",
 			Help: "Runs not started, by reason: rate_limit, idempotency, singleton, timeouts.start.",
 		}, []string{"reason"}),
+		temporalErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_temporal_errors_total",
+			Help: "Temporal calls of the router that failed (start, signal-with-start, signal, cancel); their events stay pending and are retried.",
+		}),
+		matches: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_router_matches_per_event",
+			Help:    "Functions an event triggered.",
+			Buckets: []float64{0, 1, 2, 3, 5, 10, 20, 50},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.dispatched, m.started, m.evalErrors, m.lag, m.waitsResolved, m.skipped)
+		reg.MustRegister(m.dispatched, m.started, m.evalErrors, m.lag, m.waitsResolved, m.skipped, m.temporalErrors, m.matches)
 	}
 	return m
 }

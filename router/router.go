@@ -17,12 +17,16 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/herald-run/herald/internal/temporalx"
+	"github.com/herald-run/herald/internal/tracing"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/store"
@@ -52,6 +56,10 @@ type Config struct {
 	// SystemTaskQueue is the task queue of Herald's own workflows (debounce,
 	// batch, concurrency semaphores). Default wire.DefaultSystemTaskQueue.
 	SystemTaskQueue string
+	// Tracing makes a span of each run the router starts, skips or hands to a
+	// debounce or batch workflow, continuing the trace of the request that
+	// sent the event (its stored traceparent).
+	Tracing bool
 	// Metrics receives the router's metrics; nil registers none.
 	Metrics *Metrics
 	// Logger defaults to discard.
@@ -213,7 +221,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 	var starts []*start
 	now := time.Now()
 	for i := range events {
-		for _, fn := range d.match(ctx, snap, acts, i) {
+		fns := d.match(ctx, snap, acts, i)
+		d.cfg.Metrics.matches.Observe(float64(len(fns)))
+		for _, fn := range fns {
 			s := d.plan(acts, i, fn)
 			if flowControlled(&fn.Config) {
 				if err := d.control(ctx, tx, s, now); err != nil {
@@ -247,11 +257,16 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 		go func() {
 			defer func() { <-d.sem; wg.Done() }()
 			for _, s := range seq {
+				sctx, end := d.span(ctx, s)
 				if s.action == actSignal {
-					s.err = d.signalEntity(ctx, s)
+					s.err = d.signalEntity(sctx, s)
 				} else {
-					s.err = d.startWorkflow(ctx, s)
+					s.err = d.startWorkflow(sctx, s)
 				}
+				if s.err != nil {
+					d.cfg.Metrics.temporalErrors.Inc()
+				}
+				end(s.err)
 			}
 		}()
 	}
@@ -272,10 +287,14 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 			s.run.StartedAt = now
 			s.run.EndedAt = &now
 			d.cfg.Metrics.skipped.WithLabelValues(s.reason).Inc()
+			_, end := d.span(ctx, s)
+			end(nil)
+			d.cfg.Logger.Debug("run skipped", "function", s.fn.Key(), "event_id", s.event.ID, "run_id", s.run.ID, "reason", s.run.Error)
 			claim.Runs = append(claim.Runs, s.run)
 			continue
 		}
 		started++
+		d.cfg.Logger.Debug("run started", "function", s.fn.Key(), "event_id", s.event.ID, "run_id", s.run.ID, "workflow_id", s.run.WorkflowID)
 		claim.Runs = append(claim.Runs, s.run)
 		claim.Waits = append(claim.Waits, s.cancels...)
 	}
@@ -290,18 +309,50 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 	d.cfg.Metrics.dispatched.Add(float64(len(claim.Dispatched)))
 	d.cfg.Metrics.started.Add(float64(started))
 	if len(failed) > 0 {
-		var first error
-		for _, err := range failed {
-			first = err
+		var (
+			first   error
+			firstID string
+		)
+		for id, err := range failed {
+			first, firstID = err, id
 			break
 		}
 		if len(claim.Dispatched) == 0 {
 			// Nothing went through (Temporal down, say): report it so Run backs off.
 			return store.Claim{}, fmt.Errorf("router: %d of %d events could not be dispatched: %w", len(failed), len(events), first)
 		}
-		d.cfg.Logger.Warn("some events could not be dispatched; they stay pending", "failed", len(failed), "err", first)
+		d.cfg.Logger.Warn("some events could not be dispatched; they stay pending", "failed", len(failed), "event_id", firstID, "err", first)
 	}
 	return claim, nil
+}
+
+// span starts the span of one start when tracing is on, as a child of the
+// span that sent the event; end records err and ends it.
+func (d *Dispatcher) span(ctx context.Context, s *start) (context.Context, func(error)) {
+	if !d.cfg.Tracing {
+		return ctx, func(error) {}
+	}
+	action := map[action]string{actStart: "start", actSkip: "skip", actSignal: "signal"}[s.action]
+	ctx, span := tracing.Tracer().Start(tracing.FromTraceparent(ctx, s.event.Trace), "herald.dispatch "+s.fn.Key(),
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("herald.event.id", s.event.ID),
+			attribute.String("herald.event.name", s.event.Name),
+			attribute.String("herald.function", s.fn.Key()),
+			attribute.String("herald.run.id", s.run.ID),
+			attribute.String("herald.workflow.id", s.run.WorkflowID),
+			attribute.String("herald.action", action),
+		))
+	if s.action == actSkip {
+		span.SetAttributes(attribute.String("herald.skip.reason", s.reason))
+	}
+	return ctx, func(err error) {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
 // match returns the functions an event runs.

@@ -197,6 +197,7 @@ func (d *Dispatcher) deliver(ctx context.Context, r *resolution) error {
 		return nil
 	}
 	if err != nil {
+		d.cfg.Metrics.temporalErrors.Inc()
 		return fmt.Errorf("deliver event %s to %s: %w", r.event.ID, r.wait.WorkflowID, err)
 	}
 	return nil

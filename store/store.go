@@ -43,6 +43,9 @@ type Event struct {
 	ReceivedAt time.Time
 	// DispatchedAt is when the router finished with the event; nil while pending.
 	DispatchedAt *time.Time
+	// Trace is the W3C traceparent of the request that sent the event, when
+	// tracing is on, so the router's spans continue the sender's trace.
+	Trace string
 	// Fresh marks an ID that Herald generated for this insert (a new ULID), so
 	// it cannot already be stored and drivers may skip the duplicate check.
 	// It is never set on events read back from a store.

@@ -85,7 +85,12 @@ func devCommand() command {
 				defer temporalProc.stop(log)
 			}
 
-			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log)
+			tr, err := startTracing(ctx, log)
+			if err != nil {
+				return err
+			}
+			defer tr.stop(log)
+			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log, tr.interceptors...)
 			if err != nil {
 				return err
 			}
@@ -110,8 +115,9 @@ func devCommand() command {
 				Store:    st,
 				Temporal: tc,
 				Logger:   log,
-				Router:   limits.router(),
+				Router:   limits.router(tr.on),
 				Ingest: ingest.Config{
+					Tracing:          tr.on,
 					AllowAnyEventKey: true,
 					Limits:           limits.limits(),
 					Flushers:         1, // SQLite has one writer

@@ -62,7 +62,12 @@ func serveCommand() command {
 					return err
 				}
 			}
-			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log)
+			tr, err := startTracing(ctx, log)
+			if err != nil {
+				return err
+			}
+			defer tr.stop(log)
+			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log, tr.interceptors...)
 			if err != nil {
 				return err
 			}
@@ -73,8 +78,9 @@ func serveCommand() command {
 				Store:    st,
 				Temporal: tc,
 				Logger:   log,
-				Router:   limits.router(),
+				Router:   limits.router(tr.on),
 				Ingest: ingest.Config{
+					Tracing:          tr.on,
 					EventKeys:        keys,
 					AllowAnyEventKey: *insecure && len(keys) == 0,
 					SigningKey:       *signingKey,

@@ -6,8 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
+
+	"go.temporal.io/sdk/interceptor"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/tracing"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
@@ -67,8 +71,42 @@ func addLimitFlags(fs *flagSet) limitFlags {
 	}
 }
 
-func (l limitFlags) router() router.Config {
-	return router.Config{SystemTaskQueue: *l.systemQueue}
+func (l limitFlags) router(tracing bool) router.Config {
+	return router.Config{SystemTaskQueue: *l.systemQueue, Tracing: tracing}
+}
+
+// tracer is OpenTelemetry tracing as the standard OTEL_* variables set it up.
+type tracer struct {
+	on           bool
+	interceptors []interceptor.ClientInterceptor
+	shutdown     func(context.Context) error
+}
+
+// startTracing turns tracing on when OTEL_EXPORTER_OTLP_ENDPOINT (or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set.
+func startTracing(ctx context.Context, log *slog.Logger) (*tracer, error) {
+	shutdown, on, err := tracing.Setup(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	t := &tracer{on: on, shutdown: shutdown}
+	if on {
+		ti, err := tracing.TemporalInterceptor()
+		if err != nil {
+			return nil, err
+		}
+		t.interceptors = append(t.interceptors, ti)
+	}
+	return t, nil
+}
+
+// stop flushes the spans not yet exported.
+func (t *tracer) stop(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.shutdown(ctx); err != nil {
+		log.Warn("flushing traces failed", "err", err)
+	}
 }
 
 func (l limitFlags) limits() ingest.Limits {

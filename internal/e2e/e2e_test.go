@@ -62,6 +62,8 @@ type setupOpts struct {
 	temporal client.Client
 	// workerURL, when set, is the Herald URL the worker uses (a proxy).
 	workerURL func(heraldURL string) string
+	// tracing turns on Herald's spans (ingest and router).
+	tracing bool
 }
 
 var appSeq atomic.Int64
@@ -85,7 +87,7 @@ func openDriver(t *testing.T, driver string) store.Driver {
 }
 
 // startHerald runs Herald on st until the test ends and returns its URL.
-func startHerald(t *testing.T, st store.Driver, tc client.Client) string {
+func startHerald(t *testing.T, st store.Driver, tc client.Client, tracing ...bool) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -100,10 +102,11 @@ func startHerald(t *testing.T, st store.Driver, tc client.Client) string {
 		done <- server.Run(ctx, server.Options{
 			Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			Addr:   "127.0.0.1:0", Store: st, Temporal: tc,
-			Ingest: ingest.Config{AllowAnyEventKey: true},
+			Ingest: ingest.Config{AllowAnyEventKey: true, Tracing: len(tracing) > 0 && tracing[0]},
 			// Each Herald has its own store, so its own system task queue.
-			Router: router.Config{PollInterval: 100 * time.Millisecond, SystemTaskQueue: fmt.Sprintf("herald-system-e2e-%d-%d", os.Getpid(), appSeq.Add(1))},
-			Ready:  func(_ context.Context, url string) { ready <- url },
+			Router: router.Config{PollInterval: 100 * time.Millisecond, SystemTaskQueue: fmt.Sprintf("herald-system-e2e-%d-%d", os.Getpid(), appSeq.Add(1)),
+				Tracing: len(tracing) > 0 && tracing[0]},
+			Ready: func(_ context.Context, url string) { ready <- url },
 		})
 	}()
 	var url string
@@ -126,7 +129,7 @@ func setup(t *testing.T, o setupOpts, fns ...*herald.Function) *bundle {
 		tc = devServer.Client()
 	}
 	st := openDriver(t, o.driver)
-	url := startHerald(t, st, tc)
+	url := startHerald(t, st, tc, o.tracing)
 	app := fmt.Sprintf("e2e-%d-%d", os.Getpid(), appSeq.Add(1))
 	workerURL := url
 	if o.workerURL != nil {

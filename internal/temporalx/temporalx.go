@@ -12,6 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 )
@@ -40,12 +41,14 @@ var DevServerTuning = []string{
 }
 
 // NewLazyClient returns a client that connects on first use, so Herald can
-// start (and accept events) while Temporal is still down.
-func NewLazyClient(address, namespace string, log *slog.Logger) (client.Client, error) {
+// start (and accept events) while Temporal is still down. Interceptors (such
+// as the tracing one) are added to every call.
+func NewLazyClient(address, namespace string, log *slog.Logger, interceptors ...interceptor.ClientInterceptor) (client.Client, error) {
 	c, err := client.NewLazyClient(client.Options{
-		HostPort:  address,
-		Namespace: namespace,
-		Logger:    sdklog.NewStructuredLogger(log),
+		HostPort:     address,
+		Namespace:    namespace,
+		Logger:       sdklog.NewStructuredLogger(log),
+		Interceptors: interceptors,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("temporal client for %s: %w", address, err)

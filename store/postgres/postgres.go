@@ -119,12 +119,12 @@ func (d *Driver) Migrate(ctx context.Context) error {
 }
 
 const insertEventsSQL = `
-INSERT INTO events AS e (id, name, data, ts, v, received_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[])
+INSERT INTO events AS e (id, name, data, ts, v, received_at, trace)
+SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
 ON CONFLICT (id) DO UPDATE
    SET name = excluded.name, data = excluded.data, ts = excluded.ts, v = excluded.v,
-       received_at = excluded.received_at, dispatched_at = NULL
- WHERE e.received_at < $7
+       received_at = excluded.received_at, trace = excluded.trace, dispatched_at = NULL
+ WHERE e.received_at < $8
 RETURNING id`
 
 // InsertEvents stores events in one transaction. Events whose ids Herald just
@@ -176,21 +176,21 @@ type querier interface {
 	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 }
 
-var copyColumns = []string{"id", "name", "data", "ts", "v", "received_at"}
+var copyColumns = []string{"id", "name", "data", "ts", "v", "received_at", "trace"}
 
 // eventSource feeds the events at idx to COPY.
 type eventSource struct {
 	events []store.Event
 	idx    []int
 	pos    int
-	row    [6]any
+	row    [7]any
 }
 
 func (s *eventSource) Next() bool { s.pos++; return s.pos <= len(s.idx) }
 func (s *eventSource) Err() error { return nil }
 func (s *eventSource) Values() ([]any, error) {
 	e := &s.events[s.idx[s.pos-1]]
-	s.row = [6]any{e.ID, e.Name, e.Data, e.TS, e.V, e.ReceivedAt}
+	s.row = [7]any{e.ID, e.Name, e.Data, e.TS, e.V, e.ReceivedAt, e.Trace}
 	return s.row[:], nil
 }
 
@@ -206,12 +206,13 @@ func copyEvents(ctx context.Context, q querier, events []store.Event, idx []int)
 		tss   = make([]int64, len(idx))
 		vs    = make([]string, len(idx))
 		recvd = make([]time.Time, len(idx))
+		trcs  = make([]string, len(idx))
 	)
 	for j, i := range idx {
 		e := &events[i]
-		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt
+		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j], trcs[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt, e.Trace
 	}
-	rows, err := q.Query(ctx, insertFreshSQL, ids, names, datas, tss, vs, recvd)
+	rows, err := q.Query(ctx, insertFreshSQL, ids, names, datas, tss, vs, recvd, trcs)
 	if err != nil {
 		return err
 	}
@@ -224,8 +225,8 @@ func copyEvents(ctx context.Context, q querier, events []store.Event, idx []int)
 const copyThreshold = 200
 
 const insertFreshSQL = `
-INSERT INTO events (id, name, data, ts, v, received_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[])`
+INSERT INTO events (id, name, data, ts, v, received_at, trace)
+SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])`
 
 func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []int, dedupeSince time.Time, inserted []bool) error {
 	// Drop the ids already accepted within the window with a plain read first.
@@ -266,14 +267,15 @@ func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []in
 		tss   = make([]int64, len(idx))
 		vs    = make([]string, len(idx))
 		recvd = make([]time.Time, len(idx))
+		trcs  = make([]string, len(idx))
 	)
 	pos := make(map[string]int, len(idx))
 	for j, i := range idx {
 		e := &events[i]
-		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt
+		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j], trcs[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt, e.Trace
 		pos[e.ID] = i
 	}
-	rows, err = q.Query(ctx, insertEventsSQL, ids, names, datas, tss, vs, recvd, dedupeSince)
+	rows, err = q.Query(ctx, insertEventsSQL, ids, names, datas, tss, vs, recvd, trcs, dedupeSince)
 	if err != nil {
 		return err
 	}
@@ -288,14 +290,14 @@ func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []in
 	return rows.Err()
 }
 
-const eventColumns = `seq, id, name, data, ts, v, received_at, dispatched_at`
+const eventColumns = `seq, id, name, data, ts, v, received_at, dispatched_at, trace`
 
 func scanEvent(row pgx.Row) (store.Event, int64, error) {
 	var (
 		e   store.Event
 		seq int64
 	)
-	err := row.Scan(&seq, &e.ID, &e.Name, &e.Data, &e.TS, &e.V, &e.ReceivedAt, &e.DispatchedAt)
+	err := row.Scan(&seq, &e.ID, &e.Name, &e.Data, &e.TS, &e.V, &e.ReceivedAt, &e.DispatchedAt, &e.Trace)
 	return e, seq, err
 }
 

@@ -138,19 +138,19 @@ func (d *Driver) InsertEvents(ctx context.Context, events []store.Event, dedupeS
 		for start := 0; start < len(first); start += insertChunk {
 			chunk := first[start:min(start+insertChunk, len(first))]
 			var b strings.Builder
-			b.WriteString(`INSERT INTO events AS e (id, name, data, ts, v, received_at) VALUES `)
-			args := make([]any, 0, len(chunk)*6+1)
+			b.WriteString(`INSERT INTO events AS e (id, name, data, ts, v, received_at, trace) VALUES `)
+			args := make([]any, 0, len(chunk)*7+1)
 			for k, i := range chunk {
 				if k > 0 {
 					b.WriteByte(',')
 				}
-				b.WriteString("(?,?,?,?,?,?)")
+				b.WriteString("(?,?,?,?,?,?,?)")
 				e := &events[i]
-				args = append(args, e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt.UnixMilli())
+				args = append(args, e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt.UnixMilli(), e.Trace)
 			}
 			b.WriteString(` ON CONFLICT (id) DO UPDATE
 				SET name = excluded.name, data = excluded.data, ts = excluded.ts, v = excluded.v,
-				    received_at = excluded.received_at, dispatched_at = NULL
+				    received_at = excluded.received_at, trace = excluded.trace, dispatched_at = NULL
 				WHERE e.received_at < ? RETURNING id`)
 			args = append(args, dedupeSince.UnixMilli())
 			rows, err := tx.QueryContext(ctx, b.String(), args...)
@@ -180,7 +180,7 @@ func (d *Driver) InsertEvents(ctx context.Context, events []store.Event, dedupeS
 	return inserted, nil
 }
 
-const eventColumns = `seq, id, name, data, ts, v, received_at, dispatched_at`
+const eventColumns = `seq, id, name, data, ts, v, received_at, dispatched_at, trace`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -192,7 +192,7 @@ func scanEvent(row scanner) (store.Event, int64, error) {
 		received   int64
 		dispatched sql.NullInt64
 	)
-	if err := row.Scan(&seq, &e.ID, &e.Name, &data, &e.TS, &e.V, &received, &dispatched); err != nil {
+	if err := row.Scan(&seq, &e.ID, &e.Name, &data, &e.TS, &e.V, &received, &dispatched, &e.Trace); err != nil {
 		return e, 0, err
 	}
 	e.Data = []byte(data)

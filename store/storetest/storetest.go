@@ -36,6 +36,7 @@ func Run(t *testing.T, open Opener) {
 		"ConcurrentInserts":          testConcurrentInserts,
 		"LargeBatch":                 testLargeBatch,
 		"FreshAndKeyedInOneCall":     testFreshAndKeyedInOneCall,
+		"TraceRoundTrips":            testTraceRoundTrips,
 		"SyncApp":                    testSyncApp,
 		"SyncAppUpdatesApp":          testSyncAppUpdatesApp,
 		"SyncAppsIsolated":           testSyncAppsIsolated,
@@ -351,4 +352,40 @@ func testFreshAndKeyedInOneCall(t *testing.T, s store.Driver) {
 		_, err := s.GetEvent(ctx(t), "01FRESH0000000000000000003")
 		require.ErrorIs(t, err, store.ErrNotFound, "a failed call must store nothing")
 	}
+}
+
+// An event's traceparent is stored on every insert path (single fresh, bulk
+// fresh, client-keyed) and read back by GetEvent and by a claim.
+func testTraceRoundTrips(t *testing.T, s store.Driver) {
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	traced := func(id string, fresh bool) store.Event {
+		e := ev(id, "t/x", base)
+		e.Fresh, e.Trace = fresh, tp
+		return e
+	}
+	insert(t, s, base.Add(-time.Hour), traced("01TRACEFRESH00000000000001", true), traced("keyed-traced", false), ev("untraced", "t/x", base))
+	bulk := make([]store.Event, 250)
+	for i := range bulk {
+		bulk[i] = traced(fmt.Sprintf("01TRACEBULK%015d", i), true)
+	}
+	insert(t, s, base.Add(-time.Hour), bulk...)
+	for _, id := range []string{"01TRACEFRESH00000000000001", "keyed-traced", "01TRACEBULK000000000000249"} {
+		e, err := s.GetEvent(ctx(t), id)
+		require.NoError(t, err)
+		require.Equal(t, tp, e.Trace, id)
+	}
+	e, err := s.GetEvent(ctx(t), "untraced")
+	require.NoError(t, err)
+	require.Empty(t, e.Trace)
+	claimed := map[string]string{}
+	_, err = s.ClaimEvents(ctx(t), 1000, func(_ context.Context, _ store.ClaimTx, events []store.Event) (store.Claim, error) {
+		for _, e := range events {
+			claimed[e.ID] = e.Trace
+		}
+		return store.Claim{}, nil
+	})
+	require.NoError(t, err)
+	require.Len(t, claimed, 253)
+	require.Equal(t, tp, claimed["keyed-traced"])
+	require.Equal(t, "", claimed["untraced"])
 }
