@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -395,4 +396,24 @@ func TestFlowControlSyncValidation(t *testing.T) {
 		require.Contains(t, all, want)
 	}
 	require.Len(t, out.Problems, 5, fmt.Sprint(out.Problems))
+}
+
+// A trigger expression that would run for minutes is stopped by the cost
+// limit: the event still runs its other functions and the failure is counted.
+func TestHostileExpressionDoesNotStallRouter(t *testing.T) {
+	t.Parallel()
+	hostile := "event.data.items.all(x, event.data.items.all(y, event.data.items.all(z, x + y + z >= 0)))"
+	b := setup(t, setupOpts{},
+		greetFn("hostile", herald.OnEvent("test/hostile", hostile)),
+		greetFn("plain", herald.OnEvent("test/hostile")))
+	items := make([]int, 300)
+	id := b.send(t, ev("test/hostile", map[string]any{"name": "ada", "items": items}))[0]
+	runs := b.waitRuns(t, id, 1)
+	require.Equal(t, "plain", runs[0].FunctionID)
+	require.Equal(t, "Completed", runs[0].Status, runs[0].Error)
+	resp, err := http.Get(b.url + "/metrics")
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Regexp(t, `(?m)^herald_trigger_eval_errors_total [1-9]`, string(raw))
 }
