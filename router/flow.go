@@ -297,13 +297,18 @@ type entity struct {
 	state        any
 }
 
-// signalEntity hands s's event to its debounce or batch workflow, starting
-// the workflow if it is not running.
-func (d *Dispatcher) signalEntity(ctx context.Context, s *start) error {
+// signalEntity hands the events of seq, which share one debounce or batch
+// workflow, to that workflow in one signal, starting the workflow if it is
+// not running.
+func (d *Dispatcher) signalEntity(ctx context.Context, seq []*start) error {
+	s := seq[0]
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
 	defer cancel()
-	pe := wire.PendingEvent{Event: s.req.Event, ReceivedMS: s.req.ReceivedMS}
-	_, err := d.cfg.Temporal.SignalWithStartWorkflow(cctx, s.entity.id, wire.SignalEvent, pe, client.StartWorkflowOptions{
+	evs := make([]wire.PendingEvent, len(seq))
+	for i, x := range seq {
+		evs[i] = wire.PendingEvent{Event: x.req.Event, ReceivedMS: x.req.ReceivedMS}
+	}
+	_, err := d.cfg.Temporal.SignalWithStartWorkflow(cctx, s.entity.id, wire.SignalEvent, evs, client.StartWorkflowOptions{
 		ID:                    s.entity.id,
 		TaskQueue:             d.cfg.SystemTaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
@@ -314,7 +319,7 @@ func (d *Dispatcher) signalEntity(ctx context.Context, s *start) error {
 		StaticSummary: s.entity.workflowType + " of " + s.fn.Key(),
 	}, s.entity.workflowType, s.entity.state)
 	if err != nil {
-		return fmt.Errorf("signal %s with event %s: %w", s.entity.id, s.event.ID, err)
+		return fmt.Errorf("signal %s with %d events (first %s): %w", s.entity.id, len(seq), s.event.ID, err)
 	}
 	return nil
 }

@@ -233,8 +233,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 			starts = append(starts, s)
 		}
 	}
-	// Events for one debounce or batch workflow are handed over in order,
-	// one after the other, so a batch lists its events oldest first.
+	// Events for one debounce or batch workflow are handed over in one
+	// signal, oldest first.
 	var calls [][]*start
 	entities := map[string]int{}
 	for _, s := range starts {
@@ -256,18 +256,20 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 		wg.Add(1)
 		go func() {
 			defer func() { <-d.sem; wg.Done() }()
-			for _, s := range seq {
-				sctx, end := d.span(ctx, s)
-				if s.action == actSignal {
-					s.err = d.signalEntity(sctx, s)
-				} else {
-					s.err = d.startWorkflow(sctx, s)
-				}
-				if s.err != nil {
-					d.cfg.Metrics.temporalErrors.Inc()
-				}
-				end(s.err)
+			sctx, end := d.span(ctx, seq[0])
+			var err error
+			if seq[0].action == actSignal {
+				err = d.signalEntity(sctx, seq)
+			} else {
+				err = d.startWorkflow(sctx, seq[0])
 			}
+			for _, s := range seq {
+				s.err = err
+			}
+			if err != nil {
+				d.cfg.Metrics.temporalErrors.Inc()
+			}
+			end(err)
 		}()
 	}
 	wg.Wait()

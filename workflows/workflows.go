@@ -84,21 +84,29 @@ func newEventInbox(ctx workflow.Context, add func(wire.PendingEvent, int64)) eve
 // drain records every event signal already delivered, without blocking.
 func (in eventInbox) drain(ctx workflow.Context) {
 	for {
-		var ev wire.PendingEvent
-		if !in.ch.ReceiveAsync(&ev) {
+		var evs []wire.PendingEvent
+		if !in.ch.ReceiveAsync(&evs) {
 			return
 		}
-		in.add(ev, nowMS(ctx))
+		in.addAll(ctx, evs)
 	}
 }
 
 // addTo makes sel record the next event signal.
 func (in eventInbox) addTo(ctx workflow.Context, sel workflow.Selector) {
 	sel.AddReceive(in.ch, func(c workflow.ReceiveChannel, _ bool) {
-		var ev wire.PendingEvent
-		c.Receive(ctx, &ev)
-		in.add(ev, nowMS(ctx))
+		var evs []wire.PendingEvent
+		c.Receive(ctx, &evs)
+		in.addAll(ctx, evs)
 	})
+}
+
+// addAll records the events of one signal, in order.
+func (in eventInbox) addAll(ctx workflow.Context, evs []wire.PendingEvent) {
+	at := nowMS(ctx)
+	for _, ev := range evs {
+		in.add(ev, at)
+	}
 }
 
 // waitUntil blocks until workflow time atMS or the next event signal,

@@ -45,9 +45,9 @@ func events(at time.Duration, ids ...string) step {
 		for i, id := range ids {
 			ev := wire.PendingEvent{Event: wire.Event{ID: id, Name: "test/event"}, ReceivedMS: t0.Add(at).UnixMilli()}
 			if i < len(ids)-1 {
-				env.SignalWorkflowSkippingWorkflowTask(wire.SignalEvent, ev)
+				env.SignalWorkflowSkippingWorkflowTask(wire.SignalEvent, []wire.PendingEvent{ev})
 			} else {
-				env.SignalWorkflow(wire.SignalEvent, ev)
+				env.SignalWorkflow(wire.SignalEvent, []wire.PendingEvent{ev})
 			}
 		}
 	}}
@@ -815,4 +815,38 @@ func TestEntitiesStopWhenCancelled(t *testing.T) {
 			require.Empty(t, f.startedRuns())
 		})
 	}
+}
+
+// One signal may carry many events (the router sends one per entity per
+// dispatched batch): each is recorded in order.
+func TestBatchTakesManyEventsPerSignal(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestWorkflowEnvironment()
+	workflows.Register(env)
+	env.SetStartTime(t0)
+	var started []wire.StartRun
+	env.RegisterActivityWithOptions(func(_ context.Context, run wire.StartRun) error {
+		started = append(started, run)
+		return nil
+	}, activity.RegisterOptions{Name: wire.ActivityStartRun})
+	var list []wire.PendingEvent
+	for i := range 25 {
+		list = append(list, wire.PendingEvent{Event: wire.Event{ID: fmt.Sprintf("e%02d", i), Name: "test/event"}, ReceivedMS: t0.UnixMilli()})
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(wire.SignalEvent, list) }, 0)
+	env.ExecuteWorkflow(workflows.Batch, wire.BatchState{AppID: "a", FunctionID: "f", MaxSize: 10, TimeoutMS: 5000})
+	require.NoError(t, env.GetWorkflowError())
+	var sizes []int
+	var ids []string
+	for _, r := range started {
+		sizes = append(sizes, len(r.Events))
+		for _, e := range r.Events {
+			ids = append(ids, e.Event.ID)
+		}
+	}
+	require.Equal(t, []int{10, 10, 5}, sizes)
+	require.Len(t, ids, 25)
+	require.Equal(t, "e00", ids[0])
+	require.Equal(t, "e24", ids[24])
 }

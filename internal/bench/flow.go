@@ -35,7 +35,8 @@ func noopFn(id, event string, opts herald.FunctionOpts) *herald.Function {
 //     returning the slot), one run at a time, as Temporal timed the run;
 //   - how many events per second debounce and batch functions absorb (events
 //     accepted in bulk until all are handed to their debounce or batch
-//     workflows).
+//     workflows), with one key and with 100 keys (the router sends one
+//     signal per key per claimed batch).
 func benchFlow(ctx context.Context, b *bench, runs, absorb int) {
 	ds, err := temporaltest.Start(ctx, temporaltest.Options{})
 	if err != nil {
@@ -126,8 +127,9 @@ func benchFlow(ctx context.Context, b *bench, runs, absorb int) {
 	report("run_one_step_concurrency_limited_p50", ms(limited), "ms")
 	report("concurrency_slot_cost_p50", ms(limited-free), "ms per step (acquire + grant + release)")
 
-	// Absorption: events accepted in bulk, 100 keys, until all are handed over.
-	absorbRate := func(name string) float64 {
+	// Absorption: events accepted in bulk, spread over keys, until all are
+	// handed over.
+	absorbRate := func(name string, keys int) float64 {
 		b.truncate(ctx)
 		start := time.Now()
 		for i := 0; i < absorb; i += 100 {
@@ -137,7 +139,7 @@ func benchFlow(ctx context.Context, b *bench, runs, absorb int) {
 				if j > i {
 					sb.WriteByte(',')
 				}
-				fmt.Fprintf(&sb, `{"name":%q,"data":{"k":%d}}`, name, j%100)
+				fmt.Fprintf(&sb, `{"name":%q,"data":{"k":%d}}`, name, j%keys)
 			}
 			sb.WriteByte(']')
 			post(sb.String())
@@ -158,6 +160,8 @@ func benchFlow(ctx context.Context, b *bench, runs, absorb int) {
 		}
 		return float64(absorb) / time.Since(start).Seconds()
 	}
-	report("debounce_absorbed", absorbRate("bench/debounced"), "events/s")
-	report("batch_absorbed", absorbRate("bench/batched"), "events/s")
+	for _, keys := range []int{1, 100} {
+		report(fmt.Sprintf("debounce_absorbed_%d_keys", keys), absorbRate("bench/debounced", keys), "events/s")
+		report(fmt.Sprintf("batch_absorbed_%d_keys", keys), absorbRate("bench/batched", keys), "events/s")
+	}
 }

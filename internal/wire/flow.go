@@ -93,7 +93,8 @@ const (
 	WorkflowBatch     = "herald.batch"
 	WorkflowSemaphore = "herald.semaphore"
 
-	// SignalEvent delivers a PendingEvent to a debounce or batch workflow.
+	// SignalEvent delivers []PendingEvent (oldest first) to a debounce or
+	// batch workflow: the router sends one per workflow per claimed batch.
 	SignalEvent = "herald.event"
 	// SignalAcquire and SignalRelease carry a SlotRequest to a semaphore.
 	SignalAcquire = "herald.acquire"
