@@ -9,7 +9,7 @@ TEST_TIMEOUT  ?= 15m
 
 export HERALD_TEMPORAL_CLI ?= $(TEMPORAL)
 
-.PHONY: help tools dev test lint bench build fuzz clean
+.PHONY: help tools dev test faulttest lint bench build fuzz vuln clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test: tools ## run every test (needs PostgreSQL; see README)
 	$(GO) build ./... && $(GO) vet ./...
 	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+faulttest: tools ## fault tests, full versions: crashes and outages under load, prints "fault:" summary lines (needs PostgreSQL)
+	$(GO) test -count=1 -v -timeout 20m ./internal/fault/ -fault.full
+
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -49,8 +52,30 @@ bench: ## ingest vs HTTP ceiling and COPY, dispatch vs raw Temporal, wait matchi
 	$(GO) test -run '^$$' -bench MatchWaits -benchtime 200x -timeout 30m ./router/
 	$(GO) run ./internal/bench
 
-fuzz: ## run each fuzz target for a bounded time (FUZZTIME, default 30s)
-	$(GO) test ./ingest/ -run '^$$' -fuzz FuzzDecodeEvents -fuzztime $${FUZZTIME:-30s}
+fuzz: ## run each fuzz target of ingest and triggers for FUZZTIME (default 30s), one after another
+	@# go test fuzzes one target per run, so list the targets and run each in
+	@# turn; a target added to either package is picked up without editing this.
+	@set -e; for pkg in ./ingest/ ./triggers/; do \
+		targets=$$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); \
+		for target in $$targets; do \
+			echo "$(GO) test $$pkg -run '^\$$' -fuzz '^$$target\$$' -fuzztime $(or $(FUZZTIME),30s)"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$target\$$" -fuzztime $(or $(FUZZTIME),30s); \
+		done; \
+	done
+
+vuln: ## report known vulnerabilities in the code and its dependencies (govulncheck; needs vuln.go.dev, so not in test or CI)
+	@log=$$(mktemp); trap 'rm -f "$$log" "$$log.rc"' EXIT; \
+	{ $(GO) run golang.org/x/vuln/cmd/govulncheck@latest ./... 2>&1; echo $$? >"$$log.rc"; } | tee "$$log"; \
+	rc=$$(cat "$$log.rc"); \
+	if [ "$$rc" -ne 0 ] && [ "$$rc" -ne 3 ]; then \
+		if grep -q 'fetching vulnerabilities' "$$log"; then \
+			echo "make vuln: govulncheck could not reach its vulnerability database (https://vuln.go.dev) from this machine."; \
+			echo "That is a network problem, not a finding: run make vuln where vuln.go.dev is reachable."; \
+		elif grep -qE 'dial tcp|no such host|i/o timeout|connection refused|proxy\.golang\.org' "$$log"; then \
+			echo "make vuln: govulncheck could not be downloaded: the Go module proxy is not reachable from this machine."; \
+		fi; \
+	fi; \
+	exit $$rc
 
 clean: ## remove build output and the dev data directory
 	rm -rf $(BIN)/herald .herald

@@ -51,6 +51,13 @@ const (
 	MaxNameLen     = 256
 	MaxIDLen       = 256
 	ReservedPrefix = "herald/"
+
+	// MaxDepth is how deeply an event's data may nest objects and arrays:
+	// {} is 1 level and {"a":[{}]} 3. Everything that later reads data
+	// (Postgres jsonb, trigger conditions, SDK decoders) recurses once per
+	// level, so deeper data is refused while the body is scanned, before any
+	// of it is decoded.
+	MaxDepth = 64
 )
 
 var (
@@ -111,6 +118,10 @@ func DecodeEvents(body []byte, limits Limits, now time.Time) ([]store.Event, err
 // decodeCareful keeps every element raw, so an error can say which event broke
 // which rule, and each event's exact size is known.
 func decodeCareful(body []byte, limits Limits, received time.Time) ([]store.Event, error) {
+	// Data nested too deep is found by scanning the bytes, and its event is
+	// refused before it is decoded; events before it are still checked first,
+	// so the error is about the first invalid event, as for every other rule.
+	deep := checkDepth(body, limits)
 	var raws []json.RawMessage
 	switch body[0] {
 	case '{':
@@ -130,6 +141,9 @@ func decodeCareful(body []byte, limits Limits, received time.Time) ([]store.Even
 	}
 	events := make([]store.Event, len(raws))
 	for i, raw := range raws {
+		if deep != nil && deep.Index == i {
+			return nil, deep
+		}
 		if err := decodeOne(raw, i, limits, received, &events[i]); err != nil {
 			return nil, err
 		}
@@ -143,6 +157,9 @@ func decodeCareful(body []byte, limits Limits, received time.Time) ([]store.Even
 // size limit, or any rule broken. The careful path then produces the precise
 // error, so both paths accept and reject exactly the same bodies.
 func decodeFast(body []byte, limits Limits, received time.Time) (_ []store.Event, ok bool) {
+	if checkDepth(body, limits) != nil {
+		return nil, false
+	}
 	var ws []wireEvent
 	if body[0] == '[' {
 		if json.Unmarshal(body, &ws) != nil || len(ws) == 0 || len(ws) > limits.MaxEventsPerRequest {
@@ -269,6 +286,89 @@ func validateWire(w *wireEvent, i int, received time.Time, out *store.Event) err
 	}
 	out.ReceivedAt = received
 	return nil
+}
+
+// checkDepth walks body once, without decoding it, and returns the error for
+// the first event whose data nests deeper than MaxDepth, or nil. Every member
+// that encoding/json would read as data counts (names match case-insensitively
+// and escapes are decoded), a repeated one too, although the decoder keeps
+// only the last. It does not validate the JSON: what it cannot make sense of
+// is left to the decoder to report. Events past MaxEventsPerRequest are not
+// looked at, since the request is refused for holding too many.
+func checkDepth(body []byte, limits Limits) *ValidationError {
+	if len(body) == 0 || (body[0] != '{' && body[0] != '[') {
+		return nil
+	}
+	base := 1 // depth inside an event object, where its members are
+	if body[0] == '[' {
+		base = 2
+	}
+	var (
+		depth     int
+		index     int    // event being scanned
+		expectKey bool   // at depth base: the next string is a member name
+		key       []byte // the last member name read at depth base, quoted
+		dataDepth int    // depth at which the current data value opened; 0 outside data
+	)
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '"':
+			j := i + 1
+			for j < len(body) && body[j] != '"' {
+				if body[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			if depth == base && expectKey {
+				key = body[i:min(j+1, len(body))]
+				expectKey = false
+			}
+			i = j
+		case '{', '[':
+			depth++
+			switch {
+			case depth == base:
+				expectKey = body[i] == '{'
+				key = nil
+			case depth == base+1 && dataDepth == 0 && isDataKey(key):
+				dataDepth = depth
+			}
+			if dataDepth > 0 && depth-dataDepth+1 > MaxDepth {
+				return &ValidationError{Index: index, Field: "data", Rule: fmt.Sprintf("must not nest objects and arrays more than %d levels deep", MaxDepth)}
+			}
+		case '}', ']':
+			if depth == dataDepth {
+				dataDepth = 0
+			}
+			depth--
+		case ',':
+			switch {
+			case depth == base:
+				expectKey = true
+			case depth == 1 && base == 2:
+				if index++; index >= limits.MaxEventsPerRequest {
+					return nil
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// isDataKey reports whether the quoted member name key is one encoding/json
+// decodes into wireEvent.Data.
+func isDataKey(key []byte) bool {
+	if len(key) == len(`"data"`) {
+		return bytes.EqualFold(key, []byte(`"data"`))
+	}
+	if bytes.IndexByte(key, '\\') < 0 {
+		// No letter outside ASCII folds to one of "data", so only escapes
+		// make a longer name read as data.
+		return false
+	}
+	name, ok := jsonString(key)
+	return ok && strings.EqualFold(name, "data")
 }
 
 func isAbsent(raw json.RawMessage) bool {

@@ -39,6 +39,21 @@ func repeatEvent(event string, n int) string {
 // withName returns an event whose name is the JSON string literal lit.
 func withName(lit string) string { return `{"name":` + lit + `}` }
 
+// nestedObjects returns a JSON object nested depth levels deep: {} is 1 level,
+// {"a":{}} 2.
+func nestedObjects(depth int) string {
+	return strings.Repeat(`{"a":`, depth-1) + `{}` + strings.Repeat(`}`, depth-1)
+}
+
+// nestedArrays returns a JSON object holding arrays, depth levels deep in all:
+// {"a":[]} is 2 levels.
+func nestedArrays(depth int) string {
+	return `{"a":` + strings.Repeat(`[`, depth-1) + strings.Repeat(`]`, depth-1) + `}`
+}
+
+// withData returns an event named "a" with data, a JSON literal.
+func withData(data string) string { return `{"name":"a","data":` + data + `}` }
+
 func TestDecodeEventsRejects(t *testing.T) {
 	t.Parallel()
 
@@ -128,6 +143,28 @@ func TestDecodeEventsRejects(t *testing.T) {
 		{name: "data NUL escape nested", body: `{"name":"a","data":{"a":[{"b":"\u0000"}]}}`, index: 0, field: "data", rule: `\u0000`},
 		{name: "data NUL escape after escaped backslash", body: `{"name":"a","data":{"s":"\\\u0000"}}`, index: 0, field: "data", rule: `\u0000`},
 		{name: "data NUL escape in second event", body: `[{"name":"a"},{"name":"b","data":{"s":"\u0000"}}]`, index: 1, field: "data"},
+
+		// data nesting
+		{name: "data 65 levels of objects", body: withData(nestedObjects(ingest.MaxDepth + 1)), index: 0, field: "data", rule: "more than 64 levels deep"},
+		{name: "data 65 levels of arrays", body: withData(nestedArrays(ingest.MaxDepth + 1)), index: 0, field: "data", rule: "more than 64 levels deep"},
+		{name: "data deeper than encoding/json allows", body: withData(nestedArrays(20_000)), index: 0, field: "data", rule: "more than 64 levels deep"},
+		{name: "data too deep in an array body", body: "[" + withData(nestedObjects(ingest.MaxDepth+1)) + "]", index: 0, field: "data", rule: "levels deep"},
+		{name: "data too deep in second event", body: "[" + withData(`{"s":"{[{["}`) + "," + withData(nestedArrays(ingest.MaxDepth+1)) + "]", index: 1, field: "data", rule: "levels deep"},
+		{name: "data too deep after an invalid event", body: `[{"name":""},` + withData(nestedArrays(ingest.MaxDepth+1)) + "]", index: 0, field: "name", rule: "1 to 256"},
+		{name: "data too deep before an invalid event", body: "[" + withData(nestedArrays(ingest.MaxDepth+1)) + `,{"name":""}]`, index: 0, field: "data", rule: "levels deep"},
+		{name: "data too deep with a bad name", body: `{"name":"","data":` + nestedArrays(ingest.MaxDepth+1) + `}`, index: 0, field: "data", rule: "levels deep"},
+		{name: "data key in capitals too deep", body: `{"name":"a","DATA":` + nestedObjects(ingest.MaxDepth+1) + `}`, index: 0, field: "data", rule: "levels deep"},
+		{name: "data key escaped too deep", body: `{"name":"a","d\u0061ta":` + nestedObjects(ingest.MaxDepth+1) + `}`, index: 0, field: "data", rule: "levels deep"},
+		{name: "data repeated, first too deep", body: `{"name":"a","data":` + nestedObjects(ingest.MaxDepth+1) + `,"data":{}}`, index: 0, field: "data", rule: "levels deep"},
+		{name: "data array too deep", body: withData(strings.Repeat("[", ingest.MaxDepth+1) + strings.Repeat("]", ingest.MaxDepth+1)), index: 0, field: "data", rule: "levels deep"},
+		{
+			name: "too many events, one too deep", body: "[" + withData(nestedObjects(ingest.MaxDepth+1)) + "," + repeatEvent(`{"name":"a"}`, 3)[1:],
+			limits: ingest.Limits{MaxEventsPerRequest: 3}, index: -1, rule: "request holds 4 events",
+		},
+		{
+			name: "too deep and too large", body: withData(nestedObjects(ingest.MaxDepth + 1)),
+			limits: ingest.Limits{MaxEventBytes: 64}, index: 0, field: "data", rule: "levels deep",
+		},
 
 		// id
 		{name: "id number", body: `{"name":"a","id":1}`, index: 0, field: "id", rule: "must be a string"},
@@ -248,6 +285,41 @@ func TestDecodeEventsAccepts(t *testing.T) {
 		} {
 			e := decodeOne(t, `{"name":"a","data":`+data+`}`)
 			require.Equal(t, data, string(e.Data))
+		}
+	})
+
+	t.Run("data nested 64 levels", func(t *testing.T) {
+		t.Parallel()
+		for _, data := range []string{
+			nestedObjects(ingest.MaxDepth),
+			nestedArrays(ingest.MaxDepth),
+			`{"a":[` + nestedObjects(ingest.MaxDepth-2) + `,` + nestedArrays(ingest.MaxDepth-2) + `]}`,
+		} {
+			require.Equal(t, data, string(decodeOne(t, withData(data)).Data))
+			events, err := ingest.DecodeEvents([]byte(repeatEvent(withData(data), 3)), ingest.Limits{}, now)
+			require.NoError(t, err)
+			require.Len(t, events, 3)
+		}
+	})
+	t.Run("data brackets inside strings do not nest", func(t *testing.T) {
+		t.Parallel()
+		deep := strings.Repeat("[{", 100)
+		for _, data := range []string{
+			`{"s":"` + deep + `"}`,
+			`{"` + deep + `":1}`,
+			`{"s":"\"` + deep + `\\"}`,
+			`{"s":"\\","t":"` + deep + `"}`,
+		} {
+			require.Equal(t, data, string(decodeOne(t, withData(data)).Data))
+		}
+	})
+	t.Run("deep members other than data are ignored", func(t *testing.T) {
+		t.Parallel()
+		// Unknown members are dropped, never stored nor evaluated, so only
+		// encoding/json's own limit (10,000 levels) applies to them.
+		for _, member := range []string{`"extra"`, `"metadata"`, `"dat"`, `"datas"`, `"d\u0061t"`} {
+			e := decodeOne(t, `{"name":"a",`+member+`:`+nestedArrays(1000)+`}`)
+			require.Equal(t, `{}`, string(e.Data), member)
 		}
 	})
 

@@ -3,7 +3,9 @@ package ingest_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -85,6 +87,22 @@ func FuzzDecodeEvents(f *testing.F) {
 		`{"name":"a","v":1}`,
 		"{\"name\":\"\xff\xfe\"}",
 		"\xef\xbb\xbf{\"name\":\"bom\"}",
+		// Nesting: data at and over MaxDepth, deep members that are not
+		// data, brackets inside strings, and a deep event past the count limit.
+		withData(nestedArrays(ingest.MaxDepth)),
+		withData(nestedArrays(ingest.MaxDepth + 1)),
+		withData(nestedObjects(ingest.MaxDepth + 1)),
+		withData(nestedArrays(3000)),
+		`[{"name":"a"},` + withData(nestedArrays(ingest.MaxDepth+1)) + `]`,
+		`[{"name":""},` + withData(nestedArrays(ingest.MaxDepth+1)) + `]`,
+		`{"name":"a","DATA":` + nestedArrays(ingest.MaxDepth+1) + `}`,
+		`{"name":"a","d\u0061ta":` + nestedArrays(ingest.MaxDepth+1) + `}`,
+		`{"name":"a","data":` + nestedArrays(ingest.MaxDepth+1) + `,"data":{}}`,
+		`{"name":"a","extra":` + nestedArrays(200) + `}`,
+		`{"name":"a","data":{"s":"\"[[[[[[","t":"\\"}}`,
+		`{"name":"a","data":` + strings.Repeat("[", 100),
+		`[` + withData(nestedArrays(ingest.MaxDepth+1)) + `,` + strings.TrimPrefix(repeatEvent(`{"name":"a"}`, 8), "["),
+		"[" + strings.Repeat(`{"name":"a"},`, 8) + withData(nestedArrays(ingest.MaxDepth+1)) + "]",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -148,6 +166,7 @@ func FuzzDecodeEvents(f *testing.F) {
 			require.NotEmpty(t, e.Data, msg)
 			require.Equal(t, byte('{'), e.Data[0], msg)
 			require.True(t, json.Valid(e.Data), msg)
+			require.LessOrEqual(t, jsonDepth(t, e.Data), ingest.MaxDepth, msg)
 			requireNoNUL(t, e.Data)
 
 			require.GreaterOrEqual(t, e.TS, minTS, msg)
@@ -155,6 +174,28 @@ func FuzzDecodeEvents(f *testing.F) {
 			require.Equal(t, received, e.ReceivedAt, msg)
 		}
 	})
+}
+
+// jsonDepth measures how deeply valid JSON nests objects and arrays, with a
+// token reader rather than the byte scan DecodeEvents uses.
+func jsonDepth(t *testing.T, data []byte) int {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return deepest
+		}
+		require.NoError(t, err)
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+			deepest = max(deepest, depth)
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
 }
 
 // requireNoNUL decodes data independently of DecodeEvents' byte scan and fails

@@ -234,7 +234,8 @@ func (s *Server) recover(c *gin.Context) {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(v)
 			}
-			s.log.Error("panic serving request", "path", c.Request.URL.Path, "panic", v)
+			// The route, not the path: /e/{key} carries the event key.
+			s.log.Error("panic serving request", "route", c.FullPath(), "method", c.Request.Method, "panic", v)
 			writeError(c, http.StatusInternalServerError, "internal error; the event was not accepted, retry the request")
 		}
 	}()

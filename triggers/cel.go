@@ -172,7 +172,9 @@ func (e *Env) compile(expr string, kindOK func(types.Kind) bool, want string) (*
 			ce.Message = errs[0].Message
 			ce.Line = errs[0].Location.Line()
 			ce.Column = errs[0].Location.Column() + 1 // cel-go columns are 0-based
-			if ce.Line <= 0 {
+			if ce.Line <= 0 || ce.Column <= 0 {
+				// Some macro errors carry no column: report no position
+				// rather than a wrong one.
 				ce.Line, ce.Column = 0, 0
 			}
 			if len(errs) > 1 {
@@ -203,23 +205,25 @@ func (e *Env) compile(expr string, kindOK func(types.Kind) bool, want string) (*
 	return &Program{expr: expr, prg: prg}, nil
 }
 
-// Cached is Compile with memoisation: each distinct expression is compiled
+// Cached is Compile with memoisation (each kind of program, Cached, CachedKey
+// and CachedInt, under its own prefix, so the same text never shares an entry
+// across kinds): each distinct expression is compiled
 // once and the result, Program or *CompileError, is shared by all callers.
 // Concurrent calls for the same expression wait for a single compilation.
 // The cache holds up to DefaultCacheSize expressions; past that, an
 // arbitrary entry is dropped and will be compiled again when next asked for.
 func (e *Env) Cached(expr string) (*Program, error) {
-	return e.cache.get(expr, e.Compile)
+	return e.cache.get("bool\x00"+expr, func(string) (*Program, error) { return e.Compile(expr) })
 }
 
 // CachedKey is CompileKey with the memoisation of Cached.
 func (e *Env) CachedKey(expr string) (*Program, error) {
-	return e.cache.get("\x00key\x00"+expr, func(string) (*Program, error) { return e.CompileKey(expr) })
+	return e.cache.get("key\x00"+expr, func(string) (*Program, error) { return e.CompileKey(expr) })
 }
 
 // CachedInt is CompileInt with the memoisation of Cached.
 func (e *Env) CachedInt(expr string) (*Program, error) {
-	return e.cache.get("\x00int\x00"+expr, func(string) (*Program, error) { return e.CompileInt(expr) })
+	return e.cache.get("int\x00"+expr, func(string) (*Program, error) { return e.CompileInt(expr) })
 }
 
 // ErrNotBool is returned (wrapped) by [Program.Eval] when a dyn expression

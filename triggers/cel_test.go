@@ -471,3 +471,28 @@ func TestEvalInt(t *testing.T) {
 	_, err = p.EvalInt(context.Background(), act, -600, 600)
 	require.ErrorIs(t, err, ErrBadKey)
 }
+
+// The same text cached as a condition, a key and an integer never shares an
+// entry, whatever the text.
+func TestCachedKindsDoNotCollide(t *testing.T) {
+	env, err := NewEnv()
+	require.NoError(t, err)
+	_, err = env.Cached("key\x00event.data.userId")
+	require.Error(t, err)
+	p, err := env.CachedKey("event.data.userId")
+	require.NoError(t, err)
+	require.Equal(t, "event.data.userId", p.Expr())
+	_, err = env.Cached(`"a" + "b"`)
+	require.ErrorContains(t, err, "must evaluate to bool")
+	_, err = env.CachedKey(`"a" + "b"`)
+	require.NoError(t, err)
+}
+
+func TestCompileErrorWithoutColumn(t *testing.T) {
+	env, err := NewEnv()
+	require.NoError(t, err)
+	_, err = env.Compile("a.exists(.,1)")
+	var ce *CompileError
+	require.ErrorAs(t, err, &ce)
+	require.False(t, ce.Line == 1 && ce.Column == 0, "line %d column %d", ce.Line, ce.Column)
+}
