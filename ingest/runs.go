@@ -200,8 +200,13 @@ func (s *Server) handleInvoke(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, "data: must be a JSON object")
 		return
 	}
-	if len(body.ID) > MaxIDLen {
-		writeError(c, http.StatusBadRequest, fmt.Sprintf("id: must be at most %d characters", MaxIDLen))
+	// The same rules as an event sent to /e (id, data's depth and contents).
+	probe, _ := json.Marshal(map[string]any{"name": "invoke/check", "id": body.ID, "data": body.Data})
+	if body.ID == "" {
+		probe, _ = json.Marshal(map[string]any{"name": "invoke/check", "data": body.Data})
+	}
+	if _, err := DecodeEvents(probe, s.limits, time.Now()); err != nil {
+		writeError(c, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "event 0: "))
 		return
 	}
 	data, _ := json.Marshal(map[string]any{"function_id": fnKey, "data": body.Data})

@@ -441,6 +441,16 @@ func TestInvokeAndChild(t *testing.T) {
 	require.Equal(t, inv.RunID, runs[0].RunID)
 	require.JSONEq(t, `{"greeting":"hello api","attempt":1}`, string(runs[0].Output))
 	b.do(t, http.MethodPost, "/v1/invoke/"+b.app+"/missing", nil, http.StatusNotFound, nil)
+
+	// The invoked data follows the rules of any event's.
+	deep := strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70)
+	var bad struct {
+		Error string `json:"error"`
+	}
+	b.do(t, http.MethodPost, "/v1/invoke/"+b.app+"/child", []byte(`{"data":`+deep+`}`), http.StatusBadRequest, &bad)
+	require.Contains(t, bad.Error, "data: must not nest")
+	b.do(t, http.MethodPost, "/v1/invoke/"+b.app+"/child", []byte(`{"data":{},"id":"`+strings.Repeat("x", 300)+`"}`), http.StatusBadRequest, &bad)
+	require.Contains(t, bad.Error, "id: must be at most 256 characters")
 }
 
 func TestCancelRun(t *testing.T) {
