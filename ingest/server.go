@@ -391,16 +391,30 @@ func (s *Server) handleReady(c *gin.Context) {
 	for name, fn := range s.cfg.ReadyChecks {
 		checks[name] = fn
 	}
-	status := http.StatusOK
-	result := make(map[string]string, len(checks))
+	// Concurrently, each with the whole deadline: a hanging store must not
+	// make a healthy Temporal look down.
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		status = http.StatusOK
+		result = make(map[string]string, len(checks))
+	)
 	for name, fn := range checks {
-		if err := fn(ctx); err != nil {
-			status = http.StatusServiceUnavailable
-			result[name] = err.Error()
-			continue
-		}
-		result[name] = "ok"
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := fn(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				status = http.StatusServiceUnavailable
+				result[name] = err.Error()
+				return
+			}
+			result[name] = "ok"
+		}()
 	}
+	wg.Wait()
 	state := "ok"
 	if status != http.StatusOK {
 		state = "unavailable"

@@ -773,6 +773,20 @@ func TestReadyReportsFailingCheck(t *testing.T) {
 	})
 }
 
+// A check that hangs until the deadline does not make the others fail.
+func TestReadyChecksDoNotShareTheirWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sqlite", func(c *ingest.Config) {
+		c.ReadyChecks = map[string]func(context.Context) error{
+			"hangs": func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
+			"fast":  func(ctx context.Context) error { return ctx.Err() },
+		}
+	})
+	r := b.get(t, "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, r.status)
+	require.JSONEq(t, `{"status":"unavailable","checks":{"store":"ok","fast":"ok","hangs":"context deadline exceeded"}}`, string(r.body))
+}
+
 func TestMetricsEndpoint(t *testing.T) {
 	t.Parallel()
 	forEachDriver(t, func(t *testing.T, driver string) {

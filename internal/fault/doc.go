@@ -1,0 +1,43 @@
+// Package fault holds Herald's fault tests: no acknowledged event is lost,
+// and none runs twice, when processes crash and dependencies go away.
+//
+// Each test drives a steady load of events at `herald serve` (a real
+// subprocess, built once per run) while something fails, then checks the
+// store and Temporal: every acknowledged event is stored; every stored event
+// has exactly one run row, Completed, and exactly one workflow execution
+// (id <app>/<fn>/<event id>); no run exists for an event that was not stored.
+// A request that failed may or may not have stored its events; an event
+// stored without an acknowledgement must still run exactly once.
+//
+// The scenarios:
+//
+//   - TestServeKilledAndRestarted: herald serve is SIGKILLed twice mid-load
+//     and restarted on the same port.
+//   - TestReplicaKilled: two replicas share one database; one is SIGKILLed
+//     and the sender moves its traffic to the survivor.
+//   - TestTemporalOutage: the Temporal dev server (a subprocess with a
+//     database file, restarted on the same port) is stopped mid-load; ingest
+//     answers 200 throughout and everything runs once Temporal is back.
+//   - TestPostgresOutage: a private PostgreSQL cluster (never the shared one)
+//     is stopped mid-load; ingest answers 503 quickly, /readyz names the
+//     store, and Herald recovers by itself when the database returns.
+//   - TestWorkerKilledMidStep: the worker (./faultworker, a process of its
+//     own) is SIGKILLed while two-second steps run; a new worker retries them
+//     and every run completes once.
+//
+// Every scenario prints one line, to the test log and to stdout:
+//
+//	fault: <scenario> sent=N acked=N stored=N runs=N duplicates=N lost=N
+//
+// By default the scenarios are short (small load, an 8 s Temporal outage) so
+// `make test` stays fast. `make faulttest` runs the full versions (longer
+// load, a 30 s Temporal outage):
+//
+//	go test -count=1 -v -timeout 20m ./internal/fault/ -fault.full
+//
+// (HERALD_FAULT_FULL=1 does the same.) A failing test prints the tail of
+// every process's log; HERALD_FAULT_LOGS=1 prints them always. The tests need the shared PostgreSQL of
+// the other tests (HERALD_TEST_DATABASE_URL), the Temporal CLI (./bin/temporal
+// or HERALD_TEMPORAL_CLI) and, for TestPostgresOutage, the PostgreSQL server
+// binaries (/usr/lib/postgresql/*/bin, or HERALD_FAULT_PG_BIN).
+package fault

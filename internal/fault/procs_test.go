@@ -1,0 +1,505 @@
+package fault
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/herald-run/herald/internal/temporaltest"
+	"github.com/herald-run/herald/internal/temporalx"
+)
+
+// proc is a subprocess the test owns. It runs in a process group of its own,
+// so a kill reaches everything it started, and the kernel sends it SIGKILL
+// if the test binary dies first (Pdeathsig), so a crashed or timed-out test
+// leaves nothing running.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+}
+
+// startProc starts bin with args, appending its output to logPath. cred, when
+// set, runs it as another user.
+func startProc(name, logPath string, cred *syscall.Credential, env []string, bin string, args ...string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(f, "=== %s: start %s %s\n", time.Now().Format("15:04:05.000"), name, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		fmt.Fprintf(f, "=== %s: %s exited: %v\n", time.Now().Format("15:04:05.000"), name, err)
+		_ = f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// signal sends sig to the process group.
+func (p *proc) signal(sig syscall.Signal) {
+	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+// kill sends SIGKILL to the process group and waits for the process.
+func (p *proc) kill() {
+	p.signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop asks the process to stop with sig, and kills it after grace.
+func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
+	p.signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.kill()
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// logContains reports whether the process's log has a line containing s.
+func (p *proc) logContains(s string) bool {
+	raw, err := os.ReadFile(p.logPath)
+	return err == nil && strings.Contains(string(raw), s)
+}
+
+// dumpLogsOnFailure prints the tail of every log in dir when the test fails
+// (or always, with HERALD_FAULT_LOGS=1).
+func dumpLogsOnFailure(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		if always, _ := strconv.ParseBool(os.Getenv("HERALD_FAULT_LOGS")); !t.Failed() && !always {
+			return
+		}
+		paths, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		sort.Strings(paths)
+		for _, p := range paths {
+			t.Logf("--- tail of %s:\n%s", filepath.Base(p), tail(p, 60))
+		}
+	})
+}
+
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// baseEnv is the test's environment without Herald's variables, so a
+// developer's shell settings never leak into the processes under test.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitFor polls cond every interval until it holds or timeout passes.
+func waitFor(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+}
+
+// Keys the herald serve processes are started with.
+const (
+	eventKey   = "fault-event-key"
+	signingKey = "fault-signing-key"
+)
+
+// heraldOpts configures one `herald serve` process.
+type heraldOpts struct {
+	addr        string // 127.0.0.1:port
+	dbURL       string
+	temporal    string // host:port
+	systemQueue string
+}
+
+// herald is a running `herald serve` subprocess.
+type herald struct {
+	*proc
+	url string
+}
+
+// startHerald starts `herald serve` (migrating the database) and waits until
+// /healthz answers.
+func startHerald(t *testing.T, dir, name string, o heraldOpts) *herald {
+	t.Helper()
+	env := append(baseEnv(),
+		"HERALD_DATABASE_URL="+o.dbURL,
+		"HERALD_EVENT_KEYS="+eventKey,
+		"HERALD_SIGNING_KEY="+signingKey,
+		"HERALD_ADDR="+o.addr,
+		"HERALD_TEMPORAL_ADDRESS="+o.temporal,
+		"HERALD_SYSTEM_TASK_QUEUE="+o.systemQueue,
+		"HERALD_MIGRATE=true",
+		"HERALD_LOG_FORMAT=text",
+		"HERALD_LOG_LEVEL=info",
+	)
+	p, err := startProc(name, filepath.Join(dir, name+".log"), nil, env, heraldBin, "serve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	h := &herald{proc: p, url: "http://" + o.addr}
+	healthy := waitFor(30*time.Second, 50*time.Millisecond, func() bool {
+		if p.exited() {
+			return true
+		}
+		resp, err := http.Get(h.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if !healthy || p.exited() {
+		t.Fatalf("%s did not start:\n%s", name, tail(p.logPath, 40))
+	}
+	return h
+}
+
+// workerOpts configures one faultworker process.
+type workerOpts struct {
+	app          string
+	heraldURL    string
+	temporal     string
+	event        string
+	stepDuration time.Duration
+	stepTimeout  time.Duration
+	counterURL   string
+}
+
+// startWorker starts a faultworker and waits until it has synced its app and
+// polls.
+func startWorker(t *testing.T, dir, name string, o workerOpts) *proc {
+	t.Helper()
+	p, err := startProc(name, filepath.Join(dir, name+".log"), nil, baseEnv(), workerBin,
+		"-app", o.app, "-herald-url", o.heraldURL, "-signing-key", signingKey, "-temporal", o.temporal,
+		"-function", functionID, "-event", o.event, "-step-duration", o.stepDuration.String(), "-step-timeout", o.stepTimeout.String(),
+		"-counter-url", o.counterURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	if !waitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.exited() || p.logContains("faultworker polling") }) || p.exited() {
+		t.Fatalf("%s did not start:\n%s", name, tail(p.logPath, 40))
+	}
+	return p
+}
+
+// temporalServer is a Temporal CLI dev server the test starts and stops, on
+// a fixed frontend port. With a database file a restart keeps its state.
+type temporalServer struct {
+	dir      string
+	hostPort string
+	dbFile   string
+	cli      string
+	p        *proc
+}
+
+// newTemporalServer prepares a dev server in dir; persist keeps its state in
+// a database file there (otherwise in memory, which is several times faster).
+func newTemporalServer(dir string, persist bool) (*temporalServer, error) {
+	cli, err := temporaltest.CLIPath()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &temporalServer{dir: dir, hostPort: "127.0.0.1:" + strconv.Itoa(port), cli: cli}
+	if persist {
+		s.dbFile = filepath.Join(dir, "temporal.db")
+	}
+	return s, nil
+}
+
+// start starts the server and waits until it answers.
+func (s *temporalServer) start() error {
+	_, port, _ := net.SplitHostPort(s.hostPort)
+	args := []string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port,
+		"--namespace", "default", "--log-level", "error",
+		"--dynamic-config-value", "frontend.enableServerVersionCheck=false",
+		"--dynamic-config-value", "matching.useNewMatcher=true"}
+	if s.dbFile != "" {
+		// No fsync per write: the file must survive the server's restart,
+		// not the machine's, and with fsync a 2-core machine runs a few
+		// workflows a second.
+		args = append(args, "--db-filename", s.dbFile, "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=OFF")
+	}
+	args = append(args, temporalx.DevServerTuning...)
+	for _, sa := range temporalx.SearchAttributes {
+		args = append(args, "--search-attribute", sa+"=Keyword")
+	}
+	p, err := startProc("temporal", filepath.Join(s.dir, "temporal.log"), nil, baseEnv(), s.cli, args...)
+	if err != nil {
+		return err
+	}
+	s.p = p
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for {
+		if p.exited() {
+			return fmt.Errorf("the Temporal dev server exited:\n%s", tail(p.logPath, 30))
+		}
+		c, err := client.DialContext(ctx, client.Options{HostPort: s.hostPort, Namespace: "default", Logger: sdklog.NewStructuredLogger(quietLog)})
+		if err == nil {
+			// The namespace and Herald's search attributes are there, not
+			// just the frontend.
+			var sa *operatorservice.ListSearchAttributesResponse
+			sa, err = c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: "default"})
+			c.Close()
+			if err == nil {
+				if _, ok := sa.GetCustomAttributes()["HeraldApp"]; ok {
+					return nil
+				}
+				err = errors.New("search attribute HeraldApp is not registered yet")
+			}
+		}
+		if ctx.Err() != nil {
+			p.kill()
+			return fmt.Errorf("the Temporal dev server at %s did not answer: %w", s.hostPort, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop stops the server gracefully (so its database file is consistent).
+func (s *temporalServer) stop() {
+	if s.p != nil {
+		s.p.stop(syscall.SIGINT, 20*time.Second)
+		s.p = nil
+	}
+}
+
+// client returns a lazy client of the server, closed when the test ends.
+func (s *temporalServer) client(t *testing.T) client.Client {
+	t.Helper()
+	c, err := client.NewLazyClient(client.Options{HostPort: s.hostPort, Namespace: "default", Logger: sdklog.NewStructuredLogger(quietLog)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// pgCluster is a private PostgreSQL cluster in a temporary directory, on a
+// port of its own, that a test may stop and start. It never touches the
+// machine's shared PostgreSQL.
+type pgCluster struct {
+	t    *testing.T
+	bin  string
+	dir  string // socket directory; data lives in dir/data
+	port int
+	cred *syscall.Credential // the postgres user, when the test runs as root
+	p    *proc
+}
+
+// pgBinDir finds the PostgreSQL server binaries.
+func pgBinDir() (string, error) {
+	if d := os.Getenv("HERALD_FAULT_PG_BIN"); d != "" {
+		return d, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return pgVersion(dirs[i]) > pgVersion(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("initdb not found in /usr/lib/postgresql/*/bin or PATH (set HERALD_FAULT_PG_BIN)")
+}
+
+func pgVersion(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+// newPGCluster initializes a cluster and starts it, or skips the test when
+// this machine cannot run one. The cluster is removed when the test ends.
+func newPGCluster(t *testing.T) *pgCluster {
+	t.Helper()
+	bin, err := pgBinDir()
+	if err != nil {
+		t.Skipf("no private PostgreSQL cluster: %v", err)
+	}
+	c := &pgCluster{t: t, bin: bin}
+	// initdb refuses to run as root: run the cluster as the postgres user.
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Skipf("no private PostgreSQL cluster: running as root and there is no postgres user to run initdb as: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
+	}
+	// Not t.TempDir: its parents are private to root, and the postgres user
+	// must reach the directory. A short path also keeps the socket path
+	// under its length limit.
+	c.dir, err = os.MkdirTemp("", "herald-fault-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(c.dir) })
+	if c.cred != nil {
+		if err := os.Chown(c.dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			t.Skipf("no private PostgreSQL cluster: chown %s to postgres: %v", c.dir, err)
+		}
+	}
+	if c.port, err = freePort(); err != nil {
+		t.Fatal(err)
+	}
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", filepath.Join(c.dir, "data"), "-A", "trust", "-U", "postgres",
+		"-E", "UTF8", "--locale=C", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	initdb.Env = append(baseEnv(), "LC_ALL=C")
+	if out, err := initdb.CombinedOutput(); err != nil {
+		t.Skipf("no private PostgreSQL cluster: initdb failed: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if c.p != nil {
+			c.stopImmediate()
+		}
+	})
+	c.start()
+	return c
+}
+
+// URL is the cluster's database URL.
+func (c *pgCluster) URL() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+}
+
+// start runs the postmaster in the foreground, as this test's child, and
+// waits until it accepts connections.
+func (c *pgCluster) start() {
+	t := c.t
+	t.Helper()
+	p, err := startProc("postgres", filepath.Join(c.dir, "postgres.log"), c.cred, append(baseEnv(), "LC_ALL=C"),
+		filepath.Join(c.bin, "postgres"), "-D", filepath.Join(c.dir, "data"), "-p", strconv.Itoa(c.port),
+		"-k", c.dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.p = p
+	ok := waitFor(30*time.Second, 50*time.Millisecond, func() bool {
+		if p.exited() {
+			return true
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, c.URL())
+		if err != nil {
+			return false
+		}
+		_ = conn.Close(ctx)
+		return true
+	})
+	if !ok || p.exited() {
+		t.Fatalf("the private PostgreSQL did not start:\n%s", tail(p.logPath, 30))
+	}
+}
+
+// stopImmediate stops the cluster the way a crash would: pg_ctl stop -m
+// immediate (no checkpoint; the next start replays the WAL).
+func (c *pgCluster) stopImmediate() {
+	cmd := exec.Command(filepath.Join(c.bin, "pg_ctl"), "stop", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "-t", "10")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Logf("pg_ctl stop: %v: %s", err, out)
+	}
+	select {
+	case <-c.p.done:
+	case <-time.After(10 * time.Second):
+		c.p.kill()
+	}
+	// Backends of a postmaster that died notice it themselves; make sure.
+	c.p.signal(syscall.SIGKILL)
+	c.p = nil
+}
