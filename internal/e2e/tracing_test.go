@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
@@ -49,7 +50,17 @@ func TestTracingFromIngestToWorkflow(t *testing.T) {
 	require.Len(t, events, 1)
 	run := b.waitRuns(t, events[0].ID, 1)[0]
 	require.Equal(t, "Completed", run.Status, run.Error)
-	require.NoError(t, tp.ForceFlush(context.Background()))
+	// The run is recorded by its last activity; its workflow span ends with
+	// the workflow, a moment later.
+	require.NoError(t, tc.GetWorkflow(context.Background(), run.WorkflowID, "").Get(context.Background(), nil))
+	require.Eventually(t, func() bool {
+		for _, s := range exp.GetSpans() {
+			if s.Name == "RunWorkflow:traced" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "the workflow's span is exported")
 
 	byName := map[string]tracetest.SpanStub{}
 	for _, s := range exp.GetSpans() {
