@@ -7,8 +7,12 @@ package webhooks
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/google/cel-go/cel"
 )
 
 // Schemes.
@@ -51,33 +55,66 @@ func (e *SignatureError) Error() string { return "webhook signature: " + e.Reaso
 // Validate checks v when a source is created: a known scheme, a secret in
 // the form the scheme expects, the hmac-sha256 fields. It lists the problem
 // with the field's name.
-func (v Verify) Validate() error { panic("webhooks: Verify.Validate not implemented yet") }
+//
+// In detail: a non-empty secret of at most 1024 bytes (svix: "whsec_"
+// followed by valid base64); for hmac-sha256 a header that is a valid
+// header name, an encoding of "", "hex" or "base64" and a prefix of
+// printable ASCII; tolerance_s between 0 and 86400. One scheme's fields are
+// rejected on another (header, encoding and prefix outside hmac-sha256; a
+// non-zero tolerance_s for github and hmac-sha256), so a mistaken
+// configuration is not silently ignored. The error lists every problem,
+// each prefixed with its JSON field name ("webhooks: invalid verify:
+// header: is required: ..."), and never contains the secret.
+func (v Verify) Validate() error {
+	if problems := v.validate(); len(problems) > 0 {
+		return fmt.Errorf("webhooks: invalid verify: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
 
 // Check verifies body (the raw request body) against headers at now, in
 // constant time. It returns the delivery id the scheme provides (svix-id;
 // for github X-GitHub-Delivery; for stripe the event id is in the body, so
 // ""; for hmac-sha256 "") or a *SignatureError.
+//
+// Svix also accepts the Standard Webhooks header names webhook-id,
+// webhook-timestamp and webhook-signature when no svix-* header is present.
+// Svix and Stripe headers may list several signatures (during a secret
+// rotation); one matching v1 signature is enough. Their timestamp must be
+// within the tolerance of now in either direction.
+//
+// If v itself is invalid (see Validate) the error is Validate's, not a
+// *SignatureError: the fault is the source's configuration, not the
+// delivery's.
 func (v Verify) Check(body []byte, headers http.Header, now time.Time) (deliveryID string, err error) {
-	panic("webhooks: Verify.Check not implemented yet")
+	return v.check(body, headers, now)
 }
 
 // Env is the CEL environment of transforms: `body` (the parsed JSON body,
 // dyn), `headers` (map of lower-cased header name to its first value) and
-// `query` (map of query parameter to its first value).
-type Env struct{}
+// `query` (map of query parameter to its first value). It offers the
+// standard CEL library and macros and the cel-go string extensions, as
+// trigger expressions do; nothing in it reaches the network, the files or
+// the clock. An Env is safe for concurrent use.
+type Env struct{ env *cel.Env }
 
 // NewEnv builds the transform environment; build one and share it.
-func NewEnv() (*Env, error) { panic("webhooks: NewEnv not implemented yet") }
+func NewEnv() (*Env, error) { return newEnv() }
 
-// Transform is a compiled transform.
-type Transform struct{}
+// Transform is a compiled transform. It is immutable and safe for
+// concurrent use.
+type Transform struct {
+	expr string
+	prg  cel.Program
+}
 
 // Compile compiles a transform expression; its result must be a map (one
 // event) or a list of maps (several), checked at evaluation when dyn. Errors
-// name the line and column, like trigger expressions.
-func (e *Env) Compile(expr string) (*Transform, error) {
-	panic("webhooks: Env.Compile not implemented yet")
-}
+// name the line and column, like trigger expressions. Compile also rejects
+// an empty expression, one over 4096 bytes, and one whose cost is certain
+// to exceed the evaluation cost limit. Compile when a source is created, so
+// the user sees the error then and not at the first delivery.
+func (e *Env) Compile(expr string) (*Transform, error) { return e.compile(expr) }
 
 // Delivery is one webhook request as a transform sees it.
 type Delivery struct {
@@ -90,12 +127,32 @@ type Delivery struct {
 // returns the events it produced as JSON-ready maps with the keys name,
 // data, and optionally id and ts. An evaluation error or a result that is
 // not a map or a list of maps is an error naming what was wrong.
+//
+// Apply checks only the shape of the result: a map with string keys among
+// name, data, id, ts and v, or a list of up to 100 such maps (an empty list
+// is no events, which lets a transform skip deliveries it does not want).
+// Values are converted to what encoding/json decodes: map[string]any, []any,
+// string, int64 (CEL ints), float64 (CEL doubles), bool and nil. A CEL
+// timestamp becomes milliseconds since the Unix epoch (int64) as an event's
+// ts, and an RFC 3339 string in UTC anywhere else; bytes, durations, type
+// values and non-finite doubles are errors. The ingest API then validates
+// the events' fields as for any other event.
+//
+// Errors wrap the cause (ctx.Err() included) and quote the expression.
+// Apply never panics. d.Body is expected to be as ParseDelivery builds it.
 func (t *Transform) Apply(ctx context.Context, d Delivery) ([]map[string]any, error) {
-	panic("webhooks: Transform.Apply not implemented yet")
+	return t.apply(ctx, d)
 }
 
 // ParseDelivery builds the Delivery of a request: body parsed as JSON (an
 // error if it is not JSON), headers and query lower-cased and flattened.
+//
+// An empty or all-space body gives a nil Body, so a transform can still use
+// the headers. JSON numbers become int64 when integral (and exactly
+// representable) and float64 otherwise, so CEL sees ints for integers.
+// Header names are lower-cased; query parameter names are kept as sent,
+// since unlike header names they are case-sensitive. Each is flattened to
+// its first value.
 func ParseDelivery(body []byte, headers http.Header, query map[string][]string) (Delivery, error) {
-	panic("webhooks: ParseDelivery not implemented yet")
+	return parseDelivery(body, headers, query)
 }

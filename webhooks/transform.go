@@ -1,0 +1,445 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/cel-go/ext"
+)
+
+const (
+	// maxExprLen is the longest transform Compile accepts, in bytes.
+	maxExprLen = 4096
+
+	// costLimit bounds the runtime cost of one evaluation, in CEL cost units,
+	// as for trigger expressions: a hostile transform costs its own delivery
+	// an error, not the ingest API its CPU.
+	costLimit = 1_000_000
+
+	// interruptCheckFrequency is how many comprehension iterations run
+	// between checks of ctx.
+	interruptCheckFrequency = 100
+
+	// maxEvents is the most events one delivery may produce.
+	maxEvents = 100
+
+	// maxDepth bounds the nesting of a transform's result; the ingest API
+	// applies its own, smaller, limit to event data afterwards.
+	maxDepth = 1000
+
+	// maxSafeInt is the largest integer a float64 holds exactly (2^53).
+	maxSafeInt = 1 << 53
+)
+
+// eventKeys are the keys an event map may have.
+var eventKeys = map[string]bool{"name": true, "data": true, "id": true, "ts": true, "v": true}
+
+func newEnv() (*Env, error) {
+	env, err := cel.NewEnv(
+		cel.Variable("body", cel.DynType),
+		cel.Variable("headers", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("query", cel.MapType(cel.StringType, cel.StringType)),
+		ext.Strings(),
+		// JSON numbers reach a transform as int or double; let them compare
+		// with literals of the other kind.
+		cel.CrossTypeNumericComparisons(true),
+		// Timestamp accessors default to UTC, not the host's zone.
+		cel.DefaultUTCTimeZone(true),
+		cel.ParserExpressionSizeLimit(maxExprLen),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: build CEL environment: %w", err)
+	}
+	return &Env{env: env}, nil
+}
+
+// compileError is a transform that does not compile. Line and Column are
+// 1-based and 0 when the problem concerns the whole expression.
+type compileError struct {
+	Expr    string
+	Message string
+	Line    int
+	Column  int
+}
+
+func (e *compileError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("webhooks: transform %s: line %d, column %d: %s", shorten(e.Expr), e.Line, e.Column, e.Message)
+	}
+	return fmt.Sprintf("webhooks: transform %s: %s", shorten(e.Expr), e.Message)
+}
+
+// shorten quotes s, cut to 120 runes so one bad expression cannot flood a
+// log line.
+func shorten(s string) string {
+	const max = 120
+	if utf8.RuneCountInString(s) <= max {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%.*q…", max, s)
+}
+
+// outputOK reports whether a checked result type can be an event or a list
+// of events: a map with string keys, a list of such maps, or dyn (checked
+// at evaluation).
+func outputOK(t *types.Type) bool {
+	switch t.Kind() {
+	case types.DynKind, types.AnyKind, types.TypeParamKind:
+		return true
+	case types.MapKind:
+		k := t.Parameters()[0].Kind()
+		return k == types.StringKind || k == types.DynKind || k == types.AnyKind || k == types.TypeParamKind
+	case types.ListKind:
+		e := t.Parameters()[0]
+		return e.Kind() != types.ListKind && outputOK(e)
+	}
+	return false
+}
+
+func (e *Env) compile(expr string) (*Transform, error) {
+	if len(expr) > maxExprLen {
+		return nil, &compileError{Expr: expr, Message: fmt.Sprintf("%d bytes is longer than the limit of %d", len(expr), maxExprLen)}
+	}
+	if strings.TrimSpace(expr) == "" {
+		return nil, &compileError{Expr: expr, Message: "expression is empty"}
+	}
+	ast, iss := e.env.Compile(expr)
+	if iss.Err() != nil {
+		errs := iss.Errors()
+		ce := &compileError{Expr: expr, Message: "invalid expression"}
+		if len(errs) > 0 {
+			ce.Message = errs[0].Message
+			ce.Line = errs[0].Location.Line()
+			ce.Column = errs[0].Location.Column() + 1 // cel-go columns are 0-based
+			if ce.Line <= 0 || ce.Column <= 0 {
+				ce.Line, ce.Column = 0, 0
+			}
+			if len(errs) > 1 {
+				ce.Message += fmt.Sprintf(" (and %d more errors)", len(errs)-1)
+			}
+		}
+		return nil, ce
+	}
+	if t := ast.OutputType(); !outputOK(t) {
+		return nil, &compileError{Expr: expr, Message: fmt.Sprintf("must evaluate to a map (one event) or a list of maps (several), not %s", t)}
+	}
+	// The lower bound of the estimate counts only work the expression
+	// always does; if even that is over the limit, every delivery would fail.
+	if est, err := e.env.EstimateCost(ast, nilEstimator{}); err == nil && est.Min > costLimit {
+		return nil, &compileError{Expr: expr, Message: fmt.Sprintf("estimated cost %d always exceeds the limit of %d", est.Min, costLimit)}
+	}
+	prg, err := e.env.Program(ast,
+		cel.EvalOptions(cel.OptOptimize),
+		cel.CostLimit(costLimit),
+		cel.InterruptCheckFrequency(interruptCheckFrequency),
+	)
+	if err != nil {
+		// OptOptimize precompiles constant regular expressions, so a bad
+		// pattern in matches() surfaces here.
+		return nil, &compileError{Expr: expr, Message: err.Error()}
+	}
+	return &Transform{expr: expr, prg: prg}, nil
+}
+
+// nilEstimator knows nothing about input sizes, so cost estimates fall back
+// to cel-go's defaults.
+type nilEstimator struct{}
+
+func (nilEstimator) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
+
+func (nilEstimator) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+func (t *Transform) apply(ctx context.Context, d Delivery) (events []map[string]any, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, t.errorf("%w", err)
+	}
+	headers, query := d.Headers, d.Query
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	if query == nil {
+		query = map[string]string{}
+	}
+	// cel-go converts Go values lazily and may panic on a kind it does not
+	// expect (a Body not built by ParseDelivery); that must cost one
+	// delivery an error, not the ingest API its process.
+	defer func() {
+		if r := recover(); r != nil {
+			events, err = nil, t.errorf("panic: %v", r)
+		}
+	}()
+	out, _, err := t.prg.ContextEval(ctx, map[string]any{"body": d.Body, "headers": headers, "query": query})
+	if err != nil {
+		return nil, t.errorf("%w", err)
+	}
+	switch v := out.(type) {
+	case traits.Mapper:
+		ev, err := toEvent(v)
+		if err != nil {
+			return nil, t.errorf("%w", err)
+		}
+		return []map[string]any{ev}, nil
+	case traits.Lister:
+		n, ok := v.Size().(types.Int)
+		if !ok {
+			return nil, t.errorf("list has no size")
+		}
+		if n > maxEvents {
+			return nil, t.errorf("gave %d events, more than the limit of %d", n, maxEvents)
+		}
+		events = make([]map[string]any, 0, n)
+		for i := types.Int(0); i < n; i++ {
+			m, ok := v.Get(i).(traits.Mapper)
+			if !ok {
+				return nil, t.errorf("event %d is %s, not a map", i, typeName(v.Get(i)))
+			}
+			ev, err := toEvent(m)
+			if err != nil {
+				return nil, t.errorf("event %d: %w", i, err)
+			}
+			events = append(events, ev)
+		}
+		return events, nil
+	}
+	return nil, t.errorf("gave %s, not a map (one event) or a list of maps (several)", typeName(out))
+}
+
+func (t *Transform) errorf(format string, args ...any) error {
+	return fmt.Errorf("webhooks: transform %s: %w", shorten(t.expr), fmt.Errorf(format, args...))
+}
+
+func typeName(v ref.Val) string {
+	if v == nil {
+		return "nothing"
+	}
+	if types.IsError(v) {
+		return fmt.Sprintf("error (%v)", v)
+	}
+	return v.Type().TypeName()
+}
+
+// toEvent converts one event map, checking only its shape: string keys from
+// the event's fields. The ingest API validates the values.
+func toEvent(m traits.Mapper) (map[string]any, error) {
+	out := map[string]any{}
+	it := m.Iterator()
+	for it.HasNext() == types.True {
+		k := it.Next()
+		ks, ok := k.(types.String)
+		if !ok {
+			return nil, fmt.Errorf("event key %v is %s, not a string", k, typeName(k))
+		}
+		key := string(ks)
+		if !eventKeys[key] {
+			return nil, fmt.Errorf("unknown event key %s: an event has the keys name, data, id, ts and v", shorten(key))
+		}
+		val := m.Get(k)
+		// A timestamp as the event's ts means the event's time, which Herald
+		// keeps in milliseconds since the Unix epoch.
+		if ts, ok := val.(types.Timestamp); ok && key == "ts" {
+			out[key] = ts.Time.UnixMilli()
+			continue
+		}
+		v, err := toJSON(val, 1)
+		if err != nil {
+			var pe *pathError
+			if errors.As(err, &pe) {
+				return nil, fmt.Errorf("%s%s: %w", key, pe.path, pe.err)
+			}
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		out[key] = v
+	}
+	return out, nil
+}
+
+// toJSON converts a CEL value into the Go value encoding/json would decode
+// it from: map[string]any, []any, string, int64 or float64, bool or nil.
+// Timestamps become RFC 3339 strings in UTC; bytes, durations, types and
+// non-finite doubles are errors, as JSON has no form for them.
+func toJSON(v ref.Val, depth int) (any, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("nested deeper than %d levels", maxDepth)
+	}
+	switch v := v.(type) {
+	case types.Null:
+		return nil, nil
+	case types.Bool:
+		return bool(v), nil
+	case types.String:
+		return string(v), nil
+	case types.Int:
+		return int64(v), nil
+	case types.Uint:
+		if uint64(v) > math.MaxInt64 {
+			return nil, fmt.Errorf("unsigned integer %d is too large", uint64(v))
+		}
+		return int64(v), nil
+	case types.Double:
+		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("%v is not a JSON number", f)
+		}
+		return f, nil
+	case types.Timestamp:
+		return v.Time.UTC().Format(time.RFC3339Nano), nil
+	case traits.Mapper:
+		out := map[string]any{}
+		it := v.Iterator()
+		for it.HasNext() == types.True {
+			k := it.Next()
+			ks, ok := k.(types.String)
+			if !ok {
+				return nil, fmt.Errorf("map key %v is %s, not a string", k, typeName(k))
+			}
+			e, err := toJSON(v.Get(k), depth+1)
+			if err != nil {
+				return nil, within(keyPath(string(ks)), err)
+			}
+			out[string(ks)] = e
+		}
+		return out, nil
+	case traits.Lister:
+		n, ok := v.Size().(types.Int)
+		if !ok {
+			return nil, errors.New("list has no size")
+		}
+		out := make([]any, 0, n)
+		for i := types.Int(0); i < n; i++ {
+			e, err := toJSON(v.Get(i), depth+1)
+			if err != nil {
+				return nil, within(fmt.Sprintf("[%d]", i), err)
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%s has no JSON form", typeName(v))
+}
+
+// pathError is a conversion error at a path inside a value, such as
+// `.items[2].price`.
+type pathError struct {
+	path string
+	err  error
+}
+
+func (e *pathError) Error() string { return e.path + ": " + e.err.Error() }
+
+func (e *pathError) Unwrap() error { return e.err }
+
+// within prefixes err's path with step.
+func within(step string, err error) error {
+	if pe, ok := err.(*pathError); ok {
+		return &pathError{path: step + pe.path, err: pe.err}
+	}
+	return &pathError{path: step, err: err}
+}
+
+// keyPath is the path step of a map key: .key for an identifier, ["key"]
+// otherwise.
+func keyPath(k string) string {
+	if k == "" || len(k) > 64 {
+		return "[" + shorten(k) + "]"
+	}
+	for i, r := range k {
+		if !(r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || i > 0 && '0' <= r && r <= '9') {
+			return "[" + shorten(k) + "]"
+		}
+	}
+	return "." + k
+}
+
+func parseDelivery(body []byte, headers http.Header, query map[string][]string) (Delivery, error) {
+	d := Delivery{Headers: make(map[string]string, len(headers)), Query: make(map[string]string, len(query))}
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return Delivery{}, fmt.Errorf("webhooks: body is not JSON: %w", err)
+		}
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			return Delivery{}, errors.New("webhooks: body is not JSON: data after the top-level value")
+		}
+		v, err := numbers(v)
+		if err != nil {
+			return Delivery{}, fmt.Errorf("webhooks: body is not JSON: %w", err)
+		}
+		d.Body = v
+	}
+	// Sorted, so that when a header arrives under two spellings the
+	// canonical one ("X-Foo" sorts before "x-foo") wins every time.
+	names := make([]string, 0, len(headers))
+	for k := range headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		lk := strings.ToLower(k)
+		if _, seen := d.Headers[lk]; !seen && len(headers[k]) > 0 {
+			d.Headers[lk] = headers[k][0]
+		}
+	}
+	for k, vs := range query {
+		if len(vs) > 0 {
+			d.Query[k] = vs[0]
+		}
+	}
+	return d, nil
+}
+
+// numbers replaces the json.Numbers of v: an integer that fits int64 (or
+// an integral value a float64 holds exactly, such as 1e3) becomes int64,
+// so CEL sees an int; any other number becomes float64.
+func numbers(v any) (any, error) {
+	switch v := v.(type) {
+	case json.Number:
+		if i, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			return i, nil
+		}
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return nil, fmt.Errorf("number %s is out of range", shorten(string(v)))
+		}
+		if f == math.Trunc(f) && math.Abs(f) <= maxSafeInt {
+			return int64(f), nil
+		}
+		return f, nil
+	case map[string]any:
+		for k, e := range v {
+			n, err := numbers(e)
+			if err != nil {
+				return nil, err
+			}
+			v[k] = n
+		}
+	case []any:
+		for i, e := range v {
+			n, err := numbers(e)
+			if err != nil {
+				return nil, err
+			}
+			v[i] = n
+		}
+	}
+	return v, nil
+}
