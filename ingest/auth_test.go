@@ -32,10 +32,12 @@ type route struct{ method, path string }
 func (r route) String() string { return r.method + " " + r.path }
 
 // openRoutes are the routes served without the signing key: event intake,
-// which checks its own key, and the operational endpoints. Anything else
-// must be under /v1.
+// which checks its own key, webhook deliveries, which are authenticated by
+// their signature, and the operational endpoints. Anything else must be
+// under /v1.
 var openRoutes = []route{
 	{http.MethodPost, "/e/:key"},
+	{http.MethodPost, "/w/:id"},
 	{http.MethodGet, "/healthz"},
 	{http.MethodGet, "/readyz"},
 	{http.MethodGet, "/metrics"},

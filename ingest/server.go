@@ -1,6 +1,7 @@
-// Package ingest is Herald's HTTP API: event intake (POST /e/{key}), the REST v1
-// API, health, readiness and metrics. Event intake is durable: a 200 is sent
-// only after the events are committed to the store.
+// Package ingest is Herald's HTTP API: event intake (POST /e/{key}), webhook
+// deliveries (POST /w/{id}), the REST v1 API, health, readiness and metrics.
+// Event intake is durable: a 200 is sent only after the events are committed
+// to the store.
 package ingest
 
 import (
@@ -12,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +34,7 @@ import (
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
 	"github.com/herald-run/herald/triggers"
+	"github.com/herald-run/herald/webhooks"
 )
 
 // Config configures a Server. Only Store is required; the zero value of every
@@ -73,6 +76,10 @@ type Config struct {
 	// Registry validates and stores app syncs (POST /v1/apps/{app}/sync) and
 	// resolves invoked functions. Optional: without it those routes answer 503.
 	Registry *registry.Registry
+	// PublicURL is the base URL (scheme, host and any path prefix) at which
+	// senders reach this server; webhook sources report their delivery URL
+	// under it. Default: the scheme and Host of each request.
+	PublicURL string
 	// Temporal is used to cancel runs. Optional.
 	Temporal client.Client
 	// OnCommit is called after events are committed, to wake the router
@@ -98,6 +105,7 @@ type Server struct {
 	log        *slog.Logger
 	waits      *router.WaitMatcher
 	triggerEnv *triggers.Env
+	transforms *transformCache
 	// Background jobs (bulk cancellations) run under bgCtx until Close.
 	bgCtx      context.Context
 	bgCancel   context.CancelFunc
@@ -145,6 +153,12 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.eventKeys = append(s.eventKeys, sha256.Sum256([]byte(k)))
 	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("ingest: Config.PublicURL %q must be an absolute http or https URL", cfg.PublicURL)
+		}
+	}
 	if cfg.SigningKey != "" {
 		h := sha256.Sum256([]byte(cfg.SigningKey))
 		s.signingKey = &h
@@ -156,6 +170,11 @@ func New(cfg Config) (*Server, error) {
 	if s.triggerEnv, err = triggers.NewEnv(); err != nil {
 		return nil, err
 	}
+	webhookEnv, err := webhooks.NewEnv()
+	if err != nil {
+		return nil, err
+	}
+	s.transforms = &transformCache{env: webhookEnv}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.committer = newCommitter(cfg.Store, cfg.Flushers, cfg.MaxCommitEvents, cfg.DedupeWindow, cfg.CommitTimeout, s.metrics)
 	s.engine = s.routes()
@@ -197,6 +216,8 @@ func (s *Server) routes() *gin.Engine {
 	})
 
 	r.POST("/e/:key", s.handleIngest)
+	// Public by design: each delivery is authenticated by its signature.
+	r.POST("/w/:id", s.handleWebhookDelivery)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.handleReady)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{})))
@@ -215,6 +236,11 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/waits", s.handleRegisterWait)
 	v1.POST("/cancellations", s.handleCreateCancellation)
 	v1.GET("/cancellations/:id", s.handleGetCancellation)
+	v1.POST("/webhooks", s.handleCreateWebhook)
+	v1.GET("/webhooks", s.handleListWebhooks)
+	v1.GET("/webhooks/:id", s.handleGetWebhook)
+	v1.PATCH("/webhooks/:id", s.handleUpdateWebhook)
+	v1.DELETE("/webhooks/:id", s.handleDeleteWebhook)
 	return r
 }
 
@@ -307,22 +333,43 @@ func (s *Server) handleIngest(c *gin.Context) {
 		writeError(c, http.StatusUnauthorized, "unknown event key: send events to /e/<one of HERALD_EVENT_KEYS>")
 		return
 	}
+	body, ok := s.readBody(c)
+	if !ok {
+		return
+	}
+	s.ingestBody(c, body, nil)
+}
+
+// readBody reads the request body within Limits.MaxBodyBytes. When it cannot
+// (too large: 413, unreadable: 400) it has replied, and ok is false.
+func (s *Server) readBody(c *gin.Context) (body []byte, ok bool) {
 	if c.Request.ContentLength > s.limits.MaxBodyBytes {
 		s.tooLarge(c)
-		return
+		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.limits.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.tooLarge(c)
-			return
+			return nil, false
 		}
 		s.metrics.rejected.WithLabelValues("invalid").Inc()
 		writeError(c, http.StatusBadRequest, "could not read request body: "+err.Error())
-		return
+		return nil, false
 	}
+	return body, true
+}
+
+// ingestBody is event intake after authentication, shared by POST /e, POST
+// /v1/events and webhook deliveries: it decodes and validates the events of
+// body, lets check (when not nil) refuse them with a 400, commits them and
+// replies 200 with their ids only once they are durable.
+func (s *Server) ingestBody(c *gin.Context, body []byte, check func([]store.Event) error) {
 	events, err := DecodeEvents(body, s.limits, time.Now())
+	if err == nil && check != nil {
+		err = check(events)
+	}
 	if err != nil {
 		s.metrics.rejected.WithLabelValues("invalid").Inc()
 		writeError(c, http.StatusBadRequest, err.Error())

@@ -114,6 +114,7 @@ type Driver interface {
 	Close() error
 
 	Dispatcher
+	Webhooks
 }
 
 // EncodeCursor returns the opaque cursor for a position in a listing.
@@ -429,4 +430,67 @@ type Cancellation struct {
 	Error     string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// Webhook is a webhook source: deliveries to POST /w/{ID} are verified with
+// Verify, turned into events by Transform and ingested like POST /e.
+type Webhook struct {
+	// ID is "wh_" followed by a ULID.
+	ID string
+	// Name names the source; events of a source without a transform are
+	// named "webhook/<Name>".
+	Name string
+	// Transform is the CEL transform from a delivery to events; empty means
+	// the default event.
+	Transform string
+	// Verify is the JSON of the ingest's verification settings, secret
+	// included: it is stored as is and must never be returned by the API.
+	Verify json.RawMessage
+	// AllowEvents are the event name patterns the source may produce; empty
+	// allows any name.
+	AllowEvents []string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Webhooks stores webhook sources.
+type Webhooks interface {
+	// CreateWebhook stores a new source; an id already stored is an error.
+	CreateWebhook(ctx context.Context, w Webhook) error
+
+	// GetWebhook returns a source by id, or ErrNotFound.
+	GetWebhook(ctx context.Context, id string) (Webhook, error)
+
+	// ListWebhooks returns every source, ordered by id (so by creation).
+	ListWebhooks(ctx context.Context) ([]Webhook, error)
+
+	// UpdateWebhook replaces the name, transform, verify, allow_events and
+	// updated_at of the source with w's id (created_at is kept), or returns
+	// ErrNotFound.
+	UpdateWebhook(ctx context.Context, w Webhook) error
+
+	// DeleteWebhook removes a source, or returns ErrNotFound.
+	DeleteWebhook(ctx context.Context, id string) error
+}
+
+// EncodeAllowEvents returns the JSON array of patterns a driver stores
+// ("[]" for none).
+func EncodeAllowEvents(patterns []string) []byte {
+	if len(patterns) == 0 {
+		return []byte("[]")
+	}
+	b, _ := json.Marshal(patterns) // a []string always marshals
+	return b
+}
+
+// DecodeAllowEvents parses what EncodeAllowEvents stored; none decodes to nil.
+func DecodeAllowEvents(raw []byte) ([]string, error) {
+	var out []string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("store: allow_events: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }

@@ -20,6 +20,7 @@ func commands() []command {
 		migrateCommand(),
 		sendCommand(),
 		eventsCommand(),
+		webhooksCommand(),
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/herald-run/herald/ingest"
 	"github.com/herald-run/herald/internal/testdb"
+	"github.com/herald-run/herald/store"
 )
 
 type result struct {
@@ -274,4 +275,77 @@ func waitHealthy(t *testing.T, url string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s did not become healthy", url)
+}
+
+// TestWebhooksCommand creates, lists and deletes a webhook source with
+// `herald webhooks` against an in-process server with SQLite. Not parallel:
+// it sets HERALD_WEBHOOK_SECRET.
+func TestWebhooksCommand(t *testing.T) {
+	st, err := openStore(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "h.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	require.NoError(t, st.Migrate(context.Background()))
+	srv, err := ingest.New(ingest.Config{Store: st, AllowAnyEventKey: true, Flushers: 1})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	r := runCLI(t, context.Background(), "webhooks", "create", "--url", hs.URL, "--name", "clerk", "--scheme", "svix",
+		"--secret", secret, "--allow-events", "clerk/user.*, clerk/session.created",
+		"--transform", `{"name": "clerk/" + body.type, "data": body.data, "id": headers["svix-id"]}`)
+	require.Equal(t, 0, r.code, r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 2, r.stdout)
+	id := lines[0]
+	require.True(t, strings.HasPrefix(id, "wh_"), id)
+	require.Equal(t, hs.URL+"/w/"+id, lines[1])
+	stored, err := st.GetWebhook(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, []string{"clerk/user.*", "clerk/session.created"}, stored.AllowEvents)
+
+	// hmac-sha256 with its fields; the secret from the environment.
+	t.Setenv("HERALD_WEBHOOK_SECRET", "env-secret")
+	r = runCLI(t, context.Background(), "webhooks", "create", "--url", hs.URL, "--name", "generic", "--scheme", "hmac-sha256",
+		"--header", "X-Signature", "--encoding", "base64", "--prefix", "v1=")
+	require.Equal(t, 0, r.code, r.stderr)
+	generic := strings.Split(r.stdout, "\n")[0]
+	stored, err = st.GetWebhook(context.Background(), generic)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"scheme":"hmac-sha256","secret":"env-secret","header":"X-Signature","encoding":"base64","prefix":"v1="}`, string(stored.Verify))
+
+	r = runCLI(t, context.Background(), "webhooks", "ls", "--url", hs.URL)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "SCHEME")
+	require.Regexp(t, id+`\s+clerk\s+svix\s+`+hs.URL+"/w/"+id, r.stdout)
+	require.Regexp(t, generic+`\s+generic\s+hmac-sha256`, r.stdout)
+	require.NotContains(t, r.stdout, "env-secret")
+
+	// Server-side validation comes back as the error.
+	r = runCLI(t, context.Background(), "webhooks", "create", "--url", hs.URL, "--name", "bad", "--scheme", "nope")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "400")
+	require.Contains(t, r.stderr, "verify: scheme")
+	r = runCLI(t, context.Background(), "webhooks", "create", "--url", hs.URL, "--scheme", "svix")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--name")
+
+	r = runCLI(t, context.Background(), "webhooks", "rm", id, "--url", hs.URL)
+	require.Equal(t, 0, r.code, r.stderr)
+	_, err = st.GetWebhook(context.Background(), id)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	r = runCLI(t, context.Background(), "webhooks", "rm", id, "--url", hs.URL)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "404")
+
+	r = runCLI(t, context.Background(), "webhooks", "nope", "--url", hs.URL)
+	require.Equal(t, 2, r.code)
+}
+
+func TestWebhookSecretNotShownInHelp(t *testing.T) {
+	t.Setenv("HERALD_WEBHOOK_SECRET", "super-secret-webhook-secret")
+	r := runCLI(t, context.Background(), "webhooks", "--help")
+	require.Equal(t, 0, r.code)
+	require.Contains(t, r.stderr, "$HERALD_WEBHOOK_SECRET")
+	require.NotContains(t, r.stderr, "super-secret")
 }

@@ -157,8 +157,9 @@ func truncate(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-// call sends one request to Herald's API and decodes a JSON reply into out,
-// turning Herald's JSON errors into Go errors.
+// call sends one request to Herald's API and decodes a JSON reply into out
+// (unless out is nil or the reply empty), turning Herald's JSON errors into
+// Go errors.
 func call(method, u, bearer string, body []byte, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -185,7 +186,7 @@ func call(method, u, bearer string, body []byte, out any) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var e struct {
 			Error string `json:"error"`
 		}
@@ -193,6 +194,9 @@ func call(method, u, bearer string, body []byte, out any) error {
 			return fmt.Errorf("%s: %s", resp.Status, e.Error)
 		}
 		return fmt.Errorf("%s: %s", resp.Status, truncate(string(raw), 200))
+	}
+	if out == nil || len(raw) == 0 {
+		return nil
 	}
 	return json.Unmarshal(raw, out)
 }

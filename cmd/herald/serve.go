@@ -14,6 +14,7 @@ import (
 func serveCommand() command {
 	var (
 		addr, dbURL, temporalAddr, namespace, eventKeys, signingKey *string
+		publicURL                                                   *string
 		insecure, migrate                                           *bool
 		logFormat, logLevel                                         *string
 		commitTimeout                                               *time.Duration
@@ -29,6 +30,7 @@ func serveCommand() command {
 			namespace = fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace Herald's runs live in")
 			eventKeys = fs.Secret("event-keys", "HERALD_EVENT_KEYS", "comma-separated keys accepted in POST /e/{key} (required unless --insecure)")
 			signingKey = fs.Secret("signing-key", "HERALD_SIGNING_KEY", "key the REST API requires as 'Authorization: Bearer <key>' (required unless --insecure)")
+			publicURL = fs.String("public-url", "HERALD_PUBLIC_URL", "", "base URL senders reach Herald at, for webhook delivery URLs (default: the scheme and host of each request)")
 			insecure = fs.Bool("insecure", "HERALD_INSECURE", false, "allow starting without event keys or signing key: any event key is accepted and the REST API is open")
 			migrate = fs.Bool("migrate", "HERALD_MIGRATE", false, "apply database migrations before serving (otherwise run 'herald migrate')")
 			commitTimeout = fs.Duration("commit-timeout", "HERALD_COMMIT_TIMEOUT", 5*time.Second, "how long an ingest commit may take before the request gets 503")
@@ -44,7 +46,7 @@ func serveCommand() command {
 			if err != nil {
 				return err
 			}
-			keys := splitKeys(*eventKeys)
+			keys := splitList(*eventKeys)
 			if !*insecure && (len(keys) == 0 || *signingKey == "") {
 				return usageError{"refusing to start without event keys and a signing key: set HERALD_EVENT_KEYS and HERALD_SIGNING_KEY, or pass --insecure for a closed test network"}
 			}
@@ -84,6 +86,7 @@ func serveCommand() command {
 					EventKeys:        keys,
 					AllowAnyEventKey: *insecure && len(keys) == 0,
 					SigningKey:       *signingKey,
+					PublicURL:        *publicURL,
 					Limits:           limits.limits(),
 					CommitTimeout:    *commitTimeout,
 					ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
@@ -96,7 +99,8 @@ func serveCommand() command {
 	}
 }
 
-func splitKeys(s string) []string {
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
 	var keys []string
 	for _, k := range strings.Split(s, ",") {
 		if k = strings.TrimSpace(k); k != "" {

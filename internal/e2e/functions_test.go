@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/herald-run/herald"
+	"github.com/herald-run/herald/examples/demo/demoapp"
 	"github.com/herald-run/herald/step"
 )
 
@@ -94,7 +95,7 @@ func sleeperFn() *herald.Function {
 		})
 }
 
-var allSteps = []any{greet, flakyThird, declined, tracked, stamp, batchIDs}
+var allSteps = []any{greet, flakyThird, declined, tracked, stamp, batchIDs, demoapp.RecordUser}
 
 type activation struct {
 	Activated bool   `json:"activated"`

@@ -70,6 +70,8 @@ func Run(t *testing.T, open Opener) {
 		"Singletons":                 testSingletons,
 		"RecordRun":                  testRecordRun,
 		"PurgeFlowState":             testPurgeFlowState,
+		"WebhooksCRUD":               testWebhooksCRUD,
+		"WebhookInvalidVerify":       testWebhookInvalidVerify,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

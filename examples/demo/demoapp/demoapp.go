@@ -272,10 +272,49 @@ var CallLLM = herald.NewFunction(herald.FunctionOpts{
 	return step.Run[Completion](ctx, "complete", Complete, in.Event.Data)
 })
 
+// ClerkUser is the data of a clerk/user.created event: Clerk's user object,
+// as a webhook source with the svix preset and the transform
+// {"name": "clerk/" + body.type, "data": body.data, "id": headers["svix-id"]}
+// delivers it (see the README's Webhooks section).
+type ClerkUser struct {
+	ID             string `json:"id"`
+	EmailAddresses []struct {
+		EmailAddress string `json:"email_address"`
+	} `json:"email_addresses"`
+}
+
+// ClerkUserRecord is clerk-user-created's output.
+type ClerkUserRecord struct {
+	UserID string `json:"userId"`
+	Email  string `json:"email"`
+}
+
+// RecordUser pretends to save a new Clerk user in the app's database.
+func RecordUser(ctx context.Context, u ClerkUser) (ClerkUserRecord, error) {
+	if u.ID == "" {
+		return ClerkUserRecord{}, herald.NonRetriable(errors.New("the Clerk user has no id"))
+	}
+	rec := ClerkUserRecord{UserID: u.ID}
+	if len(u.EmailAddresses) > 0 {
+		rec.Email = u.EmailAddresses[0].EmailAddress
+	}
+	activity.GetLogger(ctx).Info("user recorded", "userId", rec.UserID)
+	return rec, nil
+}
+
+// ClerkUserCreated records every user Clerk reports through its webhook.
+var ClerkUserCreated = herald.NewFunction(herald.FunctionOpts{
+	ID:       "clerk-user-created",
+	Name:     "Clerk user created",
+	Triggers: []herald.Trigger{herald.OnEvent("clerk/user.created")},
+}, func(ctx workflow.Context, in herald.Input[ClerkUser]) (ClerkUserRecord, error) {
+	return step.Run[ClerkUserRecord](ctx, "record-user", RecordUser, in.Event.Data)
+})
+
 // Register adds the demo app's functions and steps to w.
 func Register(w *herald.Worker) error {
-	if err := w.Register(WelcomeEmail, FlakyCharge, NightlyReport, Onboarding, Reindex, ImportRows, SendSMS, CallLLM); err != nil {
+	if err := w.Register(WelcomeEmail, FlakyCharge, NightlyReport, Onboarding, Reindex, ImportRows, SendSMS, CallLLM, ClerkUserCreated); err != nil {
 		return err
 	}
-	return w.RegisterSteps(SendWelcome, SendFollowUp, Charge, BuildReport, IndexDoc, InsertRows, DeliverSMS, Complete)
+	return w.RegisterSteps(SendWelcome, SendFollowUp, Charge, BuildReport, IndexDoc, InsertRows, DeliverSMS, Complete, RecordUser)
 }
