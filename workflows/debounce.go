@@ -51,12 +51,17 @@ type debouncer struct {
 	inbox eventInbox
 }
 
-// add makes ev the cycle's latest event, opening a cycle if none is open.
+// add records ev, opening a cycle if none is open. Every event pushes the
+// run back; the run's event is the one Herald accepted last (concurrent
+// dispatches may deliver two close events out of order), the later arrival
+// on a tie.
 func (d *debouncer) add(ev wire.PendingEvent, atMS int64) {
 	if d.st.Last == nil {
 		d.st.FirstAtMS = atMS
 	}
-	d.st.Last = &ev
+	if d.st.Last == nil || ev.ReceivedMS >= d.st.Last.ReceivedMS {
+		d.st.Last = &ev
+	}
 	d.st.LastAtMS = atMS
 }
 

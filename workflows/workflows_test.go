@@ -850,3 +850,26 @@ func TestBatchTakesManyEventsPerSignal(t *testing.T) {
 	require.Equal(t, "e00", ids[0])
 	require.Equal(t, "e24", ids[24])
 }
+
+// Two close events delivered out of order: the run takes the one Herald
+// accepted last, not the one that arrived last.
+func TestDebounceKeepsLatestAccepted(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestWorkflowEnvironment()
+	workflows.Register(env)
+	env.SetStartTime(t0)
+	var started []wire.StartRun
+	env.RegisterActivityWithOptions(func(_ context.Context, run wire.StartRun) error {
+		started = append(started, run)
+		return nil
+	}, activity.RegisterOptions{Name: wire.ActivityStartRun})
+	newer := wire.PendingEvent{Event: wire.Event{ID: "newer", Name: "test/event"}, ReceivedMS: t0.UnixMilli() + 200}
+	older := wire.PendingEvent{Event: wire.Event{ID: "older", Name: "test/event"}, ReceivedMS: t0.UnixMilli() + 100}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(wire.SignalEvent, []wire.PendingEvent{newer}) }, 0)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(wire.SignalEvent, []wire.PendingEvent{older}) }, 300*time.Millisecond)
+	env.ExecuteWorkflow(workflows.Debounce, wire.DebounceState{AppID: "a", FunctionID: "f", PeriodMS: 1000})
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, started, 1)
+	require.Equal(t, "newer", started[0].Events[0].Event.ID)
+}
