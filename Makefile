@@ -12,7 +12,7 @@ export HERALD_TEMPORAL_CLI ?= $(TEMPORAL)
 .PHONY: help tools dev test faulttest lint bench build fuzz vuln clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 tools: $(TEMPORAL) ## install the Temporal CLI $(TEMPORAL_CLI) into ./bin (skipped when present)
 
@@ -47,7 +47,7 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-bench: ## ingest vs HTTP ceiling and COPY, dispatch vs raw Temporal, wait matching at 10k-1M (needs PostgreSQL)
+bench: ## ingest vs HTTP ceiling and COPY, dispatch vs raw Temporal, wait matching at 10k-1M, flow-control costs (needs PostgreSQL)
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./ingest/ ./triggers/
 	$(GO) test -run '^$$' -bench MatchWaits -benchtime 200x -timeout 30m ./router/
 	$(GO) run ./internal/bench
