@@ -226,7 +226,7 @@ func FuzzPattern(f *testing.F) {
 		match := MatchName(p, n)
 
 		if nerr == nil {
-			if len(n) == 0 || len(n) > MaxNameLen || !utf8.ValidString(n) || strings.Contains(n, "*") {
+			if len(n) == 0 || !utf8.ValidString(n) || utf8.RuneCountInString(n) > MaxNameLen || strings.Contains(n, "*") {
 				t.Fatalf("ValidateName accepted %q", n)
 			}
 			if !MatchName(n, n) {
@@ -240,7 +240,7 @@ func FuzzPattern(f *testing.F) {
 		// ValidatePattern accepts exactly the valid names and the valid
 		// wildcards, restated here from its documentation.
 		prefix, wild := wildcardShape(p)
-		wantValid := ValidateName(p) == nil || (wild && len(p) <= MaxNameLen && ValidateName(prefix) == nil)
+		wantValid := ValidateName(p) == nil || (wild && utf8.RuneCountInString(p) <= MaxNameLen && ValidateName(prefix) == nil)
 		if (perr == nil) != wantValid {
 			t.Fatalf("ValidatePattern(%q) = %v, want valid %v", p, perr, wantValid)
 		}

@@ -8,11 +8,12 @@ import (
 	"unicode/utf8"
 )
 
-// MaxNameLen is the longest event name or event-name pattern, in bytes.
+// MaxNameLen is the longest event name or event-name pattern, in characters
+// (as ingest counts an event's name).
 const MaxNameLen = 256
 
 // ValidateName reports whether name is a valid event name: 1 to MaxNameLen
-// bytes of valid UTF-8 with no white space, no control or other invisible
+// characters of valid UTF-8 with no white space, no control or other invisible
 // characters and no '*'. Names may use the reserved "herald/" prefix; deciding who may send
 // such events is the caller's business.
 func ValidateName(name string) error {
@@ -87,11 +88,12 @@ func validateChars(what, s string) error {
 	if s == "" {
 		return errors.New("triggers: " + what + " is empty")
 	}
-	if len(s) > MaxNameLen {
-		return fmt.Errorf("triggers: %s %.40q…: %d bytes is longer than the limit of %d", what, s, len(s), MaxNameLen)
-	}
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("triggers: %s %q is not valid UTF-8", what, s)
+		return fmt.Errorf("triggers: %s %.40q is not valid UTF-8", what, s)
+	}
+	// Characters, as ingest counts an event's name.
+	if n := utf8.RuneCountInString(s); n > MaxNameLen {
+		return fmt.Errorf("triggers: %s %.40q…: %d characters is longer than the limit of %d", what, s, n, MaxNameLen)
 	}
 	for i, r := range s {
 		if unicode.IsSpace(r) {

@@ -99,3 +99,13 @@ func TestMatchName(t *testing.T) {
 		})
 	}
 }
+
+// Names are limited in characters, as ingest counts them, so any name ingest
+// accepts can be named by a trigger.
+func TestNameLimitInCharacters(t *testing.T) {
+	long := strings.Repeat("é", MaxNameLen) // 512 bytes
+	require.NoError(t, ValidateName(long))
+	require.NoError(t, ValidatePattern(long))
+	require.True(t, MatchName(long, long))
+	require.ErrorContains(t, ValidateName(long+"é"), "257 characters is longer than the limit of 256")
+}
