@@ -773,18 +773,33 @@ func TestReadyReportsFailingCheck(t *testing.T) {
 	})
 }
 
-// A check that hangs until the deadline does not make the others fail.
+// A check that hangs until the deadline does not make the others fail: the
+// checks run at once. "a" and "b" each wait for the other to have started,
+// so run one after the other they would both time out.
 func TestReadyChecksDoNotShareTheirWait(t *testing.T) {
 	t.Parallel()
+	aStarted, bStarted := make(chan struct{}), make(chan struct{})
+	meet := func(mine, other chan struct{}) func(context.Context) error {
+		return func(ctx context.Context) error {
+			close(mine)
+			select {
+			case <-other:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 	b := setup(t, "sqlite", func(c *ingest.Config) {
 		c.ReadyChecks = map[string]func(context.Context) error{
 			"hangs": func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
-			"fast":  func(ctx context.Context) error { return ctx.Err() },
+			"a":     meet(aStarted, bStarted),
+			"b":     meet(bStarted, aStarted),
 		}
 	})
 	r := b.get(t, "/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, r.status)
-	require.JSONEq(t, `{"status":"unavailable","checks":{"store":"ok","fast":"ok","hangs":"context deadline exceeded"}}`, string(r.body))
+	require.JSONEq(t, `{"status":"unavailable","checks":{"store":"ok","a":"ok","b":"ok","hangs":"context deadline exceeded"}}`, string(r.body))
 }
 
 func TestMetricsEndpoint(t *testing.T) {

@@ -239,15 +239,21 @@ func (s *Server) handleCreateWebhook(c *gin.Context) {
 // has replied (404 or a store error).
 func (s *Server) getWebhook(c *gin.Context) (store.Webhook, bool) {
 	w, err := s.cfg.Store.GetWebhook(c.Request.Context(), c.Param("id"))
+	return w, s.webhookStored(c, err)
+}
+
+// webhookStored reports whether a store call on the webhook of the route's
+// id succeeded, answering 404 or the store error otherwise.
+func (s *Server) webhookStored(c *gin.Context, err error) bool {
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(c, http.StatusNotFound, fmt.Sprintf("no webhook with id %q", c.Param("id")))
-		return w, false
+		return false
 	}
 	if err != nil {
 		s.storeError(c, err)
-		return w, false
+		return false
 	}
-	return w, true
+	return true
 }
 
 func (s *Server) handleListWebhooks(c *gin.Context) {
@@ -286,26 +292,14 @@ func (s *Server) handleUpdateWebhook(c *gin.Context) {
 		return
 	}
 	w.UpdatedAt = time.Now().UTC()
-	err := s.cfg.Store.UpdateWebhook(c.Request.Context(), w)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(c, http.StatusNotFound, fmt.Sprintf("no webhook with id %q", c.Param("id")))
-		return
-	}
-	if err != nil {
-		s.storeError(c, err)
+	if !s.webhookStored(c, s.cfg.Store.UpdateWebhook(c.Request.Context(), w)) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"data": s.toWebhookJSON(c, w)})
 }
 
 func (s *Server) handleDeleteWebhook(c *gin.Context) {
-	err := s.cfg.Store.DeleteWebhook(c.Request.Context(), c.Param("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(c, http.StatusNotFound, fmt.Sprintf("no webhook with id %q", c.Param("id")))
-		return
-	}
-	if err != nil {
-		s.storeError(c, err)
+	if !s.webhookStored(c, s.cfg.Store.DeleteWebhook(c.Request.Context(), c.Param("id"))) {
 		return
 	}
 	c.Status(http.StatusNoContent)

@@ -50,6 +50,26 @@ func keyPart(key string) string {
 	return "sha256:" + hex.EncodeToString(h[:16])
 }
 
+// evalOption evaluates an option's expression on the event of s: eval gets
+// the event's activation and a context bounded by EvalTimeout. A failure
+// (the event does not decode, the expression does not compile or fails) is
+// counted and logged, saying what the caller does instead, and reported as
+// false.
+func (d *Dispatcher) evalOption(ctx context.Context, s *start, what, instead string, eval func(ctx context.Context, act map[string]any) error) bool {
+	act, err := s.act()
+	if err == nil {
+		ectx, cancel := context.WithTimeout(ctx, d.cfg.EvalTimeout)
+		err = eval(ectx, act)
+		cancel()
+		if err == nil {
+			return true
+		}
+	}
+	d.cfg.Metrics.evalErrors.Inc()
+	d.cfg.Logger.Warn("flow-control expression failed; "+instead, "function", s.fn.Key(), "event_id", s.event.ID, "option", what, "err", err)
+	return false
+}
+
 // evalKey evaluates a key expression for the event of s. An empty expression
 // is the empty key. ok is false when the expression failed (counted and
 // logged); callers then fall back as documented per option.
@@ -57,23 +77,17 @@ func (d *Dispatcher) evalKey(ctx context.Context, s *start, what, expr string) (
 	if expr == "" {
 		return "", true
 	}
-	act, err := s.act()
-	if err == nil {
-		var prg interface {
-			EvalKey(context.Context, map[string]any) (string, error)
+	ok = d.evalOption(ctx, s, what, "using the empty key", func(ctx context.Context, act map[string]any) error {
+		prg, err := d.cfg.Registry.Env().CachedKey(expr)
+		if err == nil {
+			key, err = prg.EvalKey(ctx, act)
 		}
-		if prg, err = d.cfg.Registry.Env().CachedKey(expr); err == nil {
-			ectx, cancel := context.WithTimeout(ctx, d.cfg.EvalTimeout)
-			key, err = prg.EvalKey(ectx, act)
-			cancel()
-			if err == nil {
-				return key, true
-			}
-		}
+		return err
+	})
+	if !ok {
+		return "", false
 	}
-	d.cfg.Metrics.evalErrors.Inc()
-	d.cfg.Logger.Warn("flow-control key expression failed; using the empty key", "function", s.fn.Key(), "event_id", s.event.ID, "option", what, "err", err)
-	return "", false
+	return key, true
 }
 
 // skip marks s to be recorded Skipped with reason.
@@ -95,7 +109,7 @@ func (d *Dispatcher) control(ctx context.Context, tx store.ClaimTx, s *start, no
 	if b := c.Batch; b != nil {
 		batched := true
 		if b.If != "" {
-			batched = d.evalIf(ctx, s, b.If)
+			batched = d.evalIf(ctx, s, "batch if", b.If)
 		}
 		if batched {
 			key, _ := d.evalKey(ctx, s, "batch", b.Key)
@@ -224,42 +238,32 @@ func (d *Dispatcher) cancel(ctx context.Context, workflowID string) error {
 }
 
 // evalIf evaluates a boolean option expression; a failure counts as false.
-func (d *Dispatcher) evalIf(ctx context.Context, s *start, expr string) bool {
-	act, err := s.act()
-	if err == nil {
-		prg, cerr := d.cfg.Registry.Env().Cached(expr)
-		if err = cerr; err == nil {
-			ectx, cancel := context.WithTimeout(ctx, d.cfg.EvalTimeout)
-			ok, eerr := prg.Eval(ectx, act)
-			cancel()
-			if eerr == nil {
-				return ok
-			}
-			err = eerr
+func (d *Dispatcher) evalIf(ctx context.Context, s *start, what, expr string) (ok bool) {
+	d.evalOption(ctx, s, what, "counted as false", func(ctx context.Context, act map[string]any) error {
+		prg, err := d.cfg.Registry.Env().Cached(expr)
+		if err == nil {
+			ok, err = prg.Eval(ctx, act)
 		}
-	}
-	d.cfg.Metrics.evalErrors.Inc()
-	d.cfg.Logger.Warn("flow-control condition failed; counted as false", "function", s.fn.Key(), "event_id", s.event.ID, "err", err)
-	return false
+		return err
+	})
+	return ok
 }
 
 // runOptions sets the run's priority and concurrency slots.
 func (d *Dispatcher) runOptions(ctx context.Context, s *start) {
 	c := &s.fn.Config
 	if p := c.Priority; p != nil {
-		if act, err := s.act(); err == nil {
-			if prg, err := d.cfg.Registry.Env().CachedInt(p.Run); err == nil {
-				ectx, cancel := context.WithTimeout(ctx, d.cfg.EvalTimeout)
-				v, err := prg.EvalInt(ectx, act, -wire.MaxPriority, wire.MaxPriority)
-				cancel()
-				if err == nil {
-					s.priority = PriorityKey(v)
-				} else {
-					d.cfg.Metrics.evalErrors.Inc()
-					d.cfg.Logger.Warn("priority expression failed; default priority", "function", s.fn.Key(), "event_id", s.event.ID, "err", err)
-				}
+		d.evalOption(ctx, s, "priority", "default priority", func(ctx context.Context, act map[string]any) error {
+			prg, err := d.cfg.Registry.Env().CachedInt(p.Run)
+			if err != nil {
+				return err
 			}
-		}
+			v, err := prg.EvalInt(ctx, act, -wire.MaxPriority, wire.MaxPriority)
+			if err == nil {
+				s.priority = PriorityKey(v)
+			}
+			return err
+		})
 	}
 	for i, cc := range c.Concurrency {
 		key, _ := d.evalKey(ctx, s, fmt.Sprintf("concurrency %d", i), cc.Key)

@@ -277,6 +277,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 	failed := waitFailed
 	claim := store.Claim{Resolved: resolved}
 	started := 0
+	// Per-run lines cost a string per start: build them only when wanted.
+	debug := d.cfg.Logger.Enabled(ctx, slog.LevelDebug)
 	for _, s := range starts {
 		if s.err != nil {
 			failed[s.event.ID] = s.err
@@ -291,12 +293,16 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 			d.cfg.Metrics.skipped.WithLabelValues(s.reason).Inc()
 			_, end := d.span(ctx, s)
 			end(nil)
-			d.cfg.Logger.Debug("run skipped", "function", s.fn.Key(), "event_id", s.event.ID, "run_id", s.run.ID, "reason", s.run.Error)
+			if debug {
+				d.cfg.Logger.Debug("run skipped", "function", s.fn.Key(), "event_id", s.event.ID, "run_id", s.run.ID, "reason", s.run.Error)
+			}
 			claim.Runs = append(claim.Runs, s.run)
 			continue
 		}
 		started++
-		d.cfg.Logger.Debug("run started", "function", s.fn.Key(), "event_id", s.event.ID, "run_id", s.run.ID, "workflow_id", s.run.WorkflowID)
+		if debug {
+			d.cfg.Logger.Debug("run started", "function", s.fn.Key(), "event_id", s.event.ID, "run_id", s.run.ID, "workflow_id", s.run.WorkflowID)
+		}
 		claim.Runs = append(claim.Runs, s.run)
 		claim.Waits = append(claim.Waits, s.cancels...)
 	}

@@ -66,11 +66,19 @@ func NewWaitEnv() (*Env, error) {
 }
 
 func newEnv(vars ...string) (*Env, error) {
-	opts := make([]cel.EnvOption, 0, len(vars)+5)
+	decls := make([]cel.EnvOption, 0, len(vars))
 	for _, v := range vars {
-		opts = append(opts, cel.Variable(v, cel.MapType(cel.StringType, cel.DynType)))
+		decls = append(decls, cel.Variable(v, cel.MapType(cel.StringType, cel.DynType)))
 	}
-	env, err := cel.NewEnv(append(opts,
+	return NewEnvWith(decls...)
+}
+
+// NewEnvWith builds an environment with Herald's CEL library and limits (as
+// described on Env) and the given variable declarations, for expressions
+// over other inputs, such as webhook transforms. Compile their programs with
+// CompileAs and evaluate them with Value.
+func NewEnvWith(decls ...cel.EnvOption) (*Env, error) {
+	env, err := cel.NewEnv(append(decls,
 		ext.Strings(),
 		// Lets `1.5 < 2` type-check; values read from event data are dyn and
 		// already compare across int and double at run time.
@@ -100,11 +108,15 @@ type CompileError struct {
 
 // Error returns a one-line description with the (possibly shortened)
 // expression and, when known, the position.
-func (e *CompileError) Error() string {
+func (e *CompileError) Error() string { return "triggers: expression " + e.Detail() }
+
+// Detail is the error without its "triggers: expression " prefix: the
+// (possibly shortened) expression, the position when known, the problem.
+func (e *CompileError) Detail() string {
 	if e.Line > 0 {
-		return fmt.Sprintf("triggers: expression %s: line %d, column %d: %s", shorten(e.Expr), e.Line, e.Column, e.Message)
+		return fmt.Sprintf("%s: line %d, column %d: %s", shorten(e.Expr), e.Line, e.Column, e.Message)
 	}
-	return fmt.Sprintf("triggers: expression %s: %s", shorten(e.Expr), e.Message)
+	return fmt.Sprintf("%s: %s", shorten(e.Expr), e.Message)
 }
 
 // shorten quotes s, cutting it to 120 runes so one bad expression cannot
@@ -133,31 +145,43 @@ func (p *Program) Expr() string { return p.expr }
 // at evaluation), or certain to exceed CostLimit. Compile at registration
 // time so users see the error when they sync, not at their first event.
 func (e *Env) Compile(expr string) (*Program, error) {
-	return e.compile(expr, func(k types.Kind) bool { return k == types.BoolKind }, "bool")
+	return e.compile(expr, kindIs(types.BoolKind), "bool")
 }
 
 // CompileKey compiles a key expression, such as `event.data.userId`: its
 // value must be a string, a number or a bool (dyn is accepted and checked at
 // evaluation). Evaluate it with EvalKey.
 func (e *Env) CompileKey(expr string) (*Program, error) {
-	return e.compile(expr, func(k types.Kind) bool {
-		switch k {
-		case types.StringKind, types.IntKind, types.UintKind, types.DoubleKind, types.BoolKind:
-			return true
-		}
-		return false
-	}, "a string, number or bool")
+	return e.compile(expr, kindIs(types.StringKind, types.IntKind, types.UintKind, types.DoubleKind, types.BoolKind), "a string, number or bool")
 }
 
 // CompileInt compiles an integer expression, such as a priority. Evaluate it
 // with EvalInt.
 func (e *Env) CompileInt(expr string) (*Program, error) {
-	return e.compile(expr, func(k types.Kind) bool {
-		return k == types.IntKind || k == types.UintKind || k == types.DoubleKind
-	}, "a number")
+	return e.compile(expr, kindIs(types.IntKind, types.UintKind, types.DoubleKind), "a number")
 }
 
-func (e *Env) compile(expr string, kindOK func(types.Kind) bool, want string) (*Program, error) {
+// CompileAs compiles expr with the checks and limits of Compile, except that
+// the result type is accepted when outputOK says so (dyn always is, and is
+// the caller's to check at evaluation); want describes the accepted types in
+// the error.
+func (e *Env) CompileAs(expr string, outputOK func(*types.Type) bool, want string) (*Program, error) {
+	return e.compile(expr, outputOK, want)
+}
+
+// kindIs accepts result types of the given kinds.
+func kindIs(kinds ...types.Kind) func(*types.Type) bool {
+	return func(t *types.Type) bool {
+		for _, k := range kinds {
+			if t.Kind() == k {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func (e *Env) compile(expr string, outputOK func(*types.Type) bool, want string) (*Program, error) {
 	if len(expr) > MaxExprLen {
 		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("%d bytes is longer than the limit of %d", len(expr), MaxExprLen)}
 	}
@@ -183,7 +207,7 @@ func (e *Env) compile(expr string, kindOK func(types.Kind) bool, want string) (*
 		}
 		return nil, ce
 	}
-	if k := ast.OutputType().Kind(); k != types.DynKind && !kindOK(k) {
+	if t := ast.OutputType(); t.Kind() != types.DynKind && !outputOK(t) {
 		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("must evaluate to %s, not %s", want, ast.OutputType())}
 	}
 	// With event data unknown, the estimate's lower bound only counts work
@@ -260,21 +284,34 @@ func (p *Program) eval(ctx context.Context, vars map[string]any) (ok bool, err e
 	return bool(b), nil
 }
 
-// value evaluates the program and returns its raw result.
-func (p *Program) value(ctx context.Context, vars map[string]any) (out ref.Val, err error) {
-	if err := ctx.Err(); err != nil {
+// value evaluates the program and returns its raw result; errors name the
+// expression.
+func (p *Program) value(ctx context.Context, vars map[string]any) (ref.Val, error) {
+	out, err := p.Value(ctx, vars)
+	if err != nil {
 		return nil, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
 	}
+	return out, nil
+}
+
+// Value evaluates the program with vars (one value per declared variable)
+// and returns its raw result, for programs compiled with CompileAs. It stops
+// at the cost limit and when ctx is done, and turns a panic of cel-go into
+// an error; errors do not name the expression, so callers can say what it is.
+func (p *Program) Value(ctx context.Context, vars map[string]any) (out ref.Val, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	// cel-go converts arbitrary Go values lazily; a value of a kind it does
-	// not expect must cost one event an error, not the router its process.
+	// not expect must cost one evaluation an error, not the process.
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = nil, fmt.Errorf("triggers: evaluate %s: panic: %v", shorten(p.expr), r)
+			out, err = nil, fmt.Errorf("panic: %v", r)
 		}
 	}()
 	out, _, err = p.prg.ContextEval(ctx, vars)
 	if err != nil {
-		return nil, fmt.Errorf("triggers: evaluate %s: %w", shorten(p.expr), err)
+		return nil, err
 	}
 	return out, nil
 }

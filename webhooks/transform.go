@@ -16,26 +16,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
-	"github.com/google/cel-go/ext"
+
+	"github.com/herald-run/herald/triggers"
 )
 
 const (
-	// maxExprLen is the longest transform Compile accepts, in bytes.
-	maxExprLen = 4096
-
-	// costLimit bounds the runtime cost of one evaluation, in CEL cost units,
-	// as for trigger expressions: a hostile transform costs its own delivery
-	// an error, not the ingest API its CPU.
-	costLimit = 1_000_000
-
-	// interruptCheckFrequency is how many comprehension iterations run
-	// between checks of ctx.
-	interruptCheckFrequency = 100
-
 	// maxEvents is the most events one delivery may produce.
 	maxEvents = 100
 
@@ -51,17 +39,12 @@ const (
 var eventKeys = map[string]bool{"name": true, "data": true, "id": true, "ts": true, "v": true}
 
 func newEnv() (*Env, error) {
-	env, err := cel.NewEnv(
+	// The library and limits of trigger expressions: a hostile transform
+	// costs its own delivery an error, not the ingest API its CPU.
+	env, err := triggers.NewEnvWith(
 		cel.Variable("body", cel.DynType),
 		cel.Variable("headers", cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("query", cel.MapType(cel.StringType, cel.StringType)),
-		ext.Strings(),
-		// JSON numbers reach a transform as int or double; let them compare
-		// with literals of the other kind.
-		cel.CrossTypeNumericComparisons(true),
-		// Timestamp accessors default to UTC, not the host's zone.
-		cel.DefaultUTCTimeZone(true),
-		cel.ParserExpressionSizeLimit(maxExprLen),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: build CEL environment: %w", err)
@@ -69,21 +52,11 @@ func newEnv() (*Env, error) {
 	return &Env{env: env}, nil
 }
 
-// compileError is a transform that does not compile. Line and Column are
-// 1-based and 0 when the problem concerns the whole expression.
-type compileError struct {
-	Expr    string
-	Message string
-	Line    int
-	Column  int
-}
+// compileError is a transform that does not compile, as triggers reports
+// it, named as a transform.
+type compileError struct{ *triggers.CompileError }
 
-func (e *compileError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("webhooks: transform %s: line %d, column %d: %s", shorten(e.Expr), e.Line, e.Column, e.Message)
-	}
-	return fmt.Sprintf("webhooks: transform %s: %s", shorten(e.Expr), e.Message)
-}
+func (e compileError) Error() string { return "webhooks: transform " + e.Detail() }
 
 // shorten quotes s, cut to 120 runes so one bad expression cannot flood a
 // log line.
@@ -113,58 +86,15 @@ func outputOK(t *types.Type) bool {
 }
 
 func (e *Env) compile(expr string) (*Transform, error) {
-	if len(expr) > maxExprLen {
-		return nil, &compileError{Expr: expr, Message: fmt.Sprintf("%d bytes is longer than the limit of %d", len(expr), maxExprLen)}
+	prg, err := e.env.CompileAs(expr, outputOK, "a map (one event) or a list of maps (several)")
+	var ce *triggers.CompileError
+	if errors.As(err, &ce) {
+		return nil, compileError{ce}
 	}
-	if strings.TrimSpace(expr) == "" {
-		return nil, &compileError{Expr: expr, Message: "expression is empty"}
-	}
-	ast, iss := e.env.Compile(expr)
-	if iss.Err() != nil {
-		errs := iss.Errors()
-		ce := &compileError{Expr: expr, Message: "invalid expression"}
-		if len(errs) > 0 {
-			ce.Message = errs[0].Message
-			ce.Line = errs[0].Location.Line()
-			ce.Column = errs[0].Location.Column() + 1 // cel-go columns are 0-based
-			if ce.Line <= 0 || ce.Column <= 0 {
-				ce.Line, ce.Column = 0, 0
-			}
-			if len(errs) > 1 {
-				ce.Message += fmt.Sprintf(" (and %d more errors)", len(errs)-1)
-			}
-		}
-		return nil, ce
-	}
-	if t := ast.OutputType(); !outputOK(t) {
-		return nil, &compileError{Expr: expr, Message: fmt.Sprintf("must evaluate to a map (one event) or a list of maps (several), not %s", t)}
-	}
-	// The lower bound of the estimate counts only work the expression
-	// always does; if even that is over the limit, every delivery would fail.
-	if est, err := e.env.EstimateCost(ast, nilEstimator{}); err == nil && est.Min > costLimit {
-		return nil, &compileError{Expr: expr, Message: fmt.Sprintf("estimated cost %d always exceeds the limit of %d", est.Min, costLimit)}
-	}
-	prg, err := e.env.Program(ast,
-		cel.EvalOptions(cel.OptOptimize),
-		cel.CostLimit(costLimit),
-		cel.InterruptCheckFrequency(interruptCheckFrequency),
-	)
 	if err != nil {
-		// OptOptimize precompiles constant regular expressions, so a bad
-		// pattern in matches() surfaces here.
-		return nil, &compileError{Expr: expr, Message: err.Error()}
+		return nil, err
 	}
 	return &Transform{expr: expr, prg: prg}, nil
-}
-
-// nilEstimator knows nothing about input sizes, so cost estimates fall back
-// to cel-go's defaults.
-type nilEstimator struct{}
-
-func (nilEstimator) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
-
-func (nilEstimator) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
-	return nil
 }
 
 func (t *Transform) apply(ctx context.Context, d Delivery) (events []map[string]any, err error) {
@@ -186,7 +116,7 @@ func (t *Transform) apply(ctx context.Context, d Delivery) (events []map[string]
 			events, err = nil, t.errorf("panic: %v", r)
 		}
 	}()
-	out, _, err := t.prg.ContextEval(ctx, map[string]any{"body": d.Body, "headers": headers, "query": query})
+	out, err := t.prg.Value(ctx, map[string]any{"body": d.Body, "headers": headers, "query": query})
 	if err != nil {
 		return nil, t.errorf("%w", err)
 	}

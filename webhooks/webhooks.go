@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/cel-go/cel"
+	"github.com/herald-run/herald/triggers"
 )
 
 // Schemes.
@@ -96,7 +96,7 @@ func (v Verify) Check(body []byte, headers http.Header, now time.Time) (delivery
 // standard CEL library and macros and the cel-go string extensions, as
 // trigger expressions do; nothing in it reaches the network, the files or
 // the clock. An Env is safe for concurrent use.
-type Env struct{ env *cel.Env }
+type Env struct{ env *triggers.Env }
 
 // NewEnv builds the transform environment; build one and share it.
 func NewEnv() (*Env, error) { return newEnv() }
@@ -105,7 +105,7 @@ func NewEnv() (*Env, error) { return newEnv() }
 // concurrent use.
 type Transform struct {
 	expr string
-	prg  cel.Program
+	prg  *triggers.Program
 }
 
 // Compile compiles a transform expression; its result must be a map (one

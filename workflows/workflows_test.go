@@ -817,19 +817,26 @@ func TestEntitiesStopWhenCancelled(t *testing.T) {
 	}
 }
 
-// One signal may carry many events (the router sends one per entity per
-// dispatched batch): each is recorded in order.
-func TestBatchTakesManyEventsPerSignal(t *testing.T) {
+// recordingEnv is a test environment at t0 whose StartRun activity records
+// the runs it is asked to start.
+func recordingEnv() (*testsuite.TestWorkflowEnvironment, *[]wire.StartRun) {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	env := suite.NewTestWorkflowEnvironment()
 	workflows.Register(env)
 	env.SetStartTime(t0)
-	var started []wire.StartRun
+	started := &[]wire.StartRun{}
 	env.RegisterActivityWithOptions(func(_ context.Context, run wire.StartRun) error {
-		started = append(started, run)
+		*started = append(*started, run)
 		return nil
 	}, activity.RegisterOptions{Name: wire.ActivityStartRun})
+	return env, started
+}
+
+// One signal may carry many events (the router sends one per entity per
+// dispatched batch): each is recorded in order.
+func TestBatchTakesManyEventsPerSignal(t *testing.T) {
+	env, started := recordingEnv()
 	var list []wire.PendingEvent
 	for i := range 25 {
 		list = append(list, wire.PendingEvent{Event: wire.Event{ID: fmt.Sprintf("e%02d", i), Name: "test/event"}, ReceivedMS: t0.UnixMilli()})
@@ -839,7 +846,7 @@ func TestBatchTakesManyEventsPerSignal(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var sizes []int
 	var ids []string
-	for _, r := range started {
+	for _, r := range *started {
 		sizes = append(sizes, len(r.Events))
 		for _, e := range r.Events {
 			ids = append(ids, e.Event.ID)
@@ -854,22 +861,13 @@ func TestBatchTakesManyEventsPerSignal(t *testing.T) {
 // Two close events delivered out of order: the run takes the one Herald
 // accepted last, not the one that arrived last.
 func TestDebounceKeepsLatestAccepted(t *testing.T) {
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	env := suite.NewTestWorkflowEnvironment()
-	workflows.Register(env)
-	env.SetStartTime(t0)
-	var started []wire.StartRun
-	env.RegisterActivityWithOptions(func(_ context.Context, run wire.StartRun) error {
-		started = append(started, run)
-		return nil
-	}, activity.RegisterOptions{Name: wire.ActivityStartRun})
+	env, started := recordingEnv()
 	newer := wire.PendingEvent{Event: wire.Event{ID: "newer", Name: "test/event"}, ReceivedMS: t0.UnixMilli() + 200}
 	older := wire.PendingEvent{Event: wire.Event{ID: "older", Name: "test/event"}, ReceivedMS: t0.UnixMilli() + 100}
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(wire.SignalEvent, []wire.PendingEvent{newer}) }, 0)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(wire.SignalEvent, []wire.PendingEvent{older}) }, 300*time.Millisecond)
 	env.ExecuteWorkflow(workflows.Debounce, wire.DebounceState{AppID: "a", FunctionID: "f", PeriodMS: 1000})
 	require.NoError(t, env.GetWorkflowError())
-	require.Len(t, started, 1)
-	require.Equal(t, "newer", started[0].Events[0].Event.ID)
+	require.Len(t, *started, 1)
+	require.Equal(t, "newer", (*started)[0].Events[0].Event.ID)
 }

@@ -16,9 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/herald-run/herald/ingest"
-	"github.com/herald-run/herald/internal/server"
-	"github.com/herald-run/herald/internal/temporaltest"
 	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/router"
@@ -30,32 +27,12 @@ import (
 // starts, and the latency from an event's acceptance to its workflow's start.
 // Raw and Herald rounds alternate, so drift in the machine's speed hits both.
 func benchDispatch(ctx context.Context, b *bench, n, conns int) {
-	ds, err := temporaltest.Start(ctx, temporaltest.Options{})
-	if err != nil {
-		log.Fatalf("bench: temporal dev server: %v", err)
-	}
-	defer func() { _ = ds.Stop() }()
-	tc := ds.Client()
+	tc, stopTemporal := startDevServer(ctx)
+	defer stopTemporal()
 	b.truncate(ctx)
 
-	runHerald := func(ctx context.Context) (url string, stop func()) {
-		runCtx, cancel := context.WithCancel(ctx)
-		ready := make(chan string, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- server.Run(runCtx, server.Options{
-				Addr: "127.0.0.1:0", Store: b.driver, Temporal: tc,
-				Ingest: ingest.Config{AllowAnyEventKey: true},
-				Router: router.Config{Concurrency: conns},
-				Ready:  func(_ context.Context, url string) { ready <- url },
-			})
-		}()
-		return <-ready, func() {
-			cancel()
-			if err := <-done; err != nil {
-				log.Fatalf("bench: herald: %v", err)
-			}
-		}
+	runHerald := func(ctx context.Context) (string, func()) {
+		return b.runHerald(ctx, tc, router.Config{Concurrency: conns})
 	}
 	url, stop := runHerald(ctx)
 	syncBody := `{"task_queue":"bench-herald","functions":[{"id":"noop","triggers":[{"event":"bench/dispatch"}],"retries":4}]}`

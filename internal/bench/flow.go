@@ -12,9 +12,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/herald-run/herald"
-	"github.com/herald-run/herald/ingest"
-	"github.com/herald-run/herald/internal/server"
-	"github.com/herald-run/herald/internal/temporaltest"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/step"
 )
@@ -38,25 +35,11 @@ func noopFn(id, event string, opts herald.FunctionOpts) *herald.Function {
 //     workflows), with one key and with 100 keys (the router sends one
 //     signal per key per claimed batch).
 func benchFlow(ctx context.Context, b *bench, runs, absorb int) {
-	ds, err := temporaltest.Start(ctx, temporaltest.Options{})
-	if err != nil {
-		log.Fatalf("bench: temporal dev server: %v", err)
-	}
-	defer func() { _ = ds.Stop() }()
-	tc := ds.Client()
+	tc, stopTemporal := startDevServer(ctx)
+	defer stopTemporal()
 	b.truncate(ctx)
-	runCtx, stop := context.WithCancel(ctx)
+	url, stop := b.runHerald(ctx, tc, router.Config{})
 	defer stop()
-	ready := make(chan string, 1)
-	go func() {
-		_ = server.Run(runCtx, server.Options{
-			Addr: "127.0.0.1:0", Store: b.driver, Temporal: tc,
-			Ingest: ingest.Config{AllowAnyEventKey: true},
-			Router: router.Config{},
-			Ready:  func(_ context.Context, url string) { ready <- url },
-		})
-	}()
-	url := <-ready
 	const app = "benchflow"
 	w, err := herald.NewWorker(herald.WorkerOptions{App: app, HeraldURL: url, Client: tc})
 	if err == nil {

@@ -12,9 +12,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/herald-run/herald"
-	"github.com/herald-run/herald/ingest"
-	"github.com/herald-run/herald/internal/server"
-	"github.com/herald-run/herald/internal/temporaltest"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/step"
@@ -31,24 +28,11 @@ var awaitFn = herald.NewFunction(herald.FunctionOpts{ID: "await", Triggers: []he
 // resuming event's acceptance to the signal that resumes the waiting
 // workflow, as Temporal recorded it.
 func benchResume(ctx context.Context, b *bench, runs int) {
-	ds, err := temporaltest.Start(ctx, temporaltest.Options{})
-	if err != nil {
-		log.Fatalf("bench: temporal dev server: %v", err)
-	}
-	defer func() { _ = ds.Stop() }()
-	tc := ds.Client()
+	tc, stopTemporal := startDevServer(ctx)
+	defer stopTemporal()
 	b.truncate(ctx)
-	runCtx, stop := context.WithCancel(ctx)
+	url, stop := b.runHerald(ctx, tc, router.Config{})
 	defer stop()
-	ready := make(chan string, 1)
-	go func() {
-		_ = server.Run(runCtx, server.Options{
-			Addr: "127.0.0.1:0", Store: b.driver, Temporal: tc,
-			Ingest: ingest.Config{AllowAnyEventKey: true},
-			Ready:  func(_ context.Context, url string) { ready <- url },
-		})
-	}()
-	url := <-ready
 	w, err := herald.NewWorker(herald.WorkerOptions{App: "benchresume", HeraldURL: url, Client: tc})
 	if err == nil {
 		err = w.Register(awaitFn)

@@ -199,6 +199,17 @@ func copyEvents(ctx context.Context, q querier, events []store.Event, idx []int)
 		_, err := q.CopyFrom(ctx, pgx.Identifier{"events"}, copyColumns, &eventSource{events: events, idx: idx})
 		return err
 	}
+	rows, err := q.Query(ctx, insertFreshSQL, eventColumnsOf(events, idx)...)
+	if err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+// eventColumnsOf returns the events at idx as one array per column of
+// copyColumns, the arguments of the unnest inserts.
+func eventColumnsOf(events []store.Event, idx []int) []any {
 	var (
 		ids   = make([]string, len(idx))
 		names = make([]string, len(idx))
@@ -212,12 +223,7 @@ func copyEvents(ctx context.Context, q querier, events []store.Event, idx []int)
 		e := &events[i]
 		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j], trcs[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt, e.Trace
 	}
-	rows, err := q.Query(ctx, insertFreshSQL, ids, names, datas, tss, vs, recvd, trcs)
-	if err != nil {
-		return err
-	}
-	rows.Close()
-	return rows.Err()
+	return []any{ids, names, datas, tss, vs, recvd, trcs}
 }
 
 // copyThreshold is the batch size from which COPY (two round trips, the
@@ -260,22 +266,11 @@ func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []in
 			return nil
 		}
 	}
-	var (
-		ids   = make([]string, len(idx))
-		names = make([]string, len(idx))
-		datas = make([]string, len(idx))
-		tss   = make([]int64, len(idx))
-		vs    = make([]string, len(idx))
-		recvd = make([]time.Time, len(idx))
-		trcs  = make([]string, len(idx))
-	)
 	pos := make(map[string]int, len(idx))
-	for j, i := range idx {
-		e := &events[i]
-		ids[j], names[j], datas[j], tss[j], vs[j], recvd[j], trcs[j] = e.ID, e.Name, string(e.Data), e.TS, e.V, e.ReceivedAt, e.Trace
-		pos[e.ID] = i
+	for _, i := range idx {
+		pos[events[i].ID] = i
 	}
-	rows, err = q.Query(ctx, insertEventsSQL, ids, names, datas, tss, vs, recvd, trcs, dedupeSince)
+	rows, err = q.Query(ctx, insertEventsSQL, append(eventColumnsOf(events, idx), dedupeSince)...)
 	if err != nil {
 		return err
 	}
