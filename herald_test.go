@@ -115,7 +115,7 @@ func TestFunctionCompletes(t *testing.T) {
 	require.Equal(t, result{Sent: true, Email: "ada@example.com"}, out)
 
 	require.Len(t, b.finishes, 1)
-	require.Equal(t, wire.StatusCompleted, b.finishes[0].Status)
+	require.Equal(t, wire.RunCompleted, b.finishes[0].Status)
 	require.JSONEq(t, `{"sent":true,"email":"ada@example.com"}`, string(b.finishes[0].Output))
 	require.True(t, b.finishes[0].Emit)
 	require.Equal(t, "evt-1", b.finishes[0].Event.ID)
@@ -145,7 +145,7 @@ func TestRetriesExhausted(t *testing.T) {
 	b.env.ExecuteWorkflow("flaky", request("flaky", `{}`))
 	require.Error(t, b.env.GetWorkflowError())
 	require.Equal(t, int32(2), flakyCalls.Load(), "Retries: 1 means two attempts")
-	require.Equal(t, wire.StatusFailed, b.finishes[0].Status)
+	require.Equal(t, wire.RunFailed, b.finishes[0].Status)
 }
 
 func TestNonRetriableRunsOnFailure(t *testing.T) {
@@ -170,7 +170,7 @@ func TestNonRetriableRunsOnFailure(t *testing.T) {
 	require.Equal(t, "charge", failure.FunctionID)
 	require.Equal(t, "evt-1", failure.Event.ID)
 	require.Contains(t, failure.Error, "card declined")
-	require.Equal(t, wire.StatusFailed, b.finishes[0].Status)
+	require.Equal(t, wire.RunFailed, b.finishes[0].Status)
 }
 
 var barrier sync.WaitGroup
@@ -293,7 +293,7 @@ func TestCancelledRunReportsCancelled(t *testing.T) {
 	b.env.ExecuteWorkflow("welcome-email", request("welcome-email", `{"email":"ada@example.com"}`))
 	require.Error(t, b.env.GetWorkflowError())
 	require.Len(t, b.finishes, 1)
-	require.Equal(t, wire.StatusCancelled, b.finishes[0].Status)
+	require.Equal(t, wire.RunCancelled, b.finishes[0].Status)
 }
 
 func TestBadEventDataFailsClearly(t *testing.T) {

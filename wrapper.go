@@ -79,15 +79,15 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 		reportCtx := ctx
 		switch {
 		case err == nil:
-			finish.Status, finish.Output = wire.StatusCompleted, output
+			finish.Status, finish.Output = wire.RunCompleted, output
 		case err != nil && *finishTimedOut && ctx.Err() == nil:
-			finish.Status = wire.StatusCancelled
+			finish.Status = wire.RunCancelled
 			finish.Error = fmt.Sprintf("run did not finish within its timeouts.finish of %s", f.opts.Timeouts.Finish)
 		case temporal.IsCanceledError(err) || errors.Is(ctx.Err(), workflow.ErrCanceled):
-			finish.Status, finish.Error = wire.StatusCancelled, "run cancelled"
+			finish.Status, finish.Error = wire.RunCancelled, "run cancelled"
 			reportCtx, _ = workflow.NewDisconnectedContext(ctx)
 		default:
-			finish.Status, finish.Error = wire.StatusFailed, err.Error()
+			finish.Status, finish.Error = wire.RunFailed, err.Error()
 			if f.opts.OnFailure != nil {
 				failure := Failure{FunctionID: f.opts.ID, RunID: req.RunID, Error: err.Error(),
 					Event: TypedEvent[json.RawMessage]{ID: req.Event.ID, Name: req.Event.Name, Data: req.Event.Data, TS: req.Event.TS, V: req.Event.V}}

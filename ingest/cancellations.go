@@ -154,7 +154,7 @@ func (s *Server) runCancellation(ctx context.Context, job store.Cancellation) {
 			}
 			job.Matched++
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := s.cfg.Temporal.CancelWorkflow(cctx, r.WorkflowID, "")
+			err := s.cfg.Temporal.Cancel(cctx, r.WorkflowID)
 			cancel()
 			if err == nil {
 				job.Cancelled++

@@ -16,7 +16,6 @@ import (
 
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/registry"
-	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
 )
 
@@ -90,7 +89,7 @@ func (s *Server) handleCancelRun(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if store.RunFinished(r.Status) {
+	if wire.RunFinished(r.Status) {
 		writeError(c, http.StatusConflict, fmt.Sprintf("run %s already ended with status %s", r.ID, r.Status))
 		return
 	}
@@ -100,7 +99,7 @@ func (s *Server) handleCancelRun(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 10*time.Second)
 	defer cancel()
-	if err := s.cfg.Temporal.CancelWorkflow(ctx, r.WorkflowID, ""); err != nil {
+	if err := s.cfg.Temporal.Cancel(ctx, r.WorkflowID); err != nil {
 		s.log.Warn("cancel run failed", "run_id", r.ID, "err", err)
 		writeError(c, http.StatusServiceUnavailable, "Temporal did not accept the cancellation; retry: "+err.Error())
 		return
@@ -220,7 +219,7 @@ func (s *Server) handleInvoke(c *gin.Context) {
 		return
 	}
 	s.notify()
-	c.JSON(http.StatusOK, gin.H{"ids": []string{e.ID}, "run_id": router.RunID(fn.AppID, fn.ID, e.ID, e.ReceivedAt), "status": 200})
+	c.JSON(http.StatusOK, gin.H{"ids": []string{e.ID}, "run_id": wire.RunID(fn.AppID, fn.ID, e.ID, e.ReceivedAt), "status": 200})
 }
 
 // handleFinishRun records a run's outcome, reported by the function wrapper,
@@ -234,11 +233,11 @@ func (s *Server) handleFinishRun(c *gin.Context) {
 	runID := c.Param("id")
 	var name string
 	switch fin.Status {
-	case wire.StatusCompleted:
+	case wire.RunCompleted:
 		name = wire.EventFunctionFinished
-	case wire.StatusFailed:
+	case wire.RunFailed:
 		name = wire.EventFunctionFailed
-	case wire.StatusCancelled:
+	case wire.RunCancelled:
 		name = wire.EventFunctionCancelled
 	default:
 		writeError(c, http.StatusBadRequest, "status: must be Completed, Failed or Cancelled")
@@ -262,7 +261,7 @@ func (s *Server) handleFinishRun(c *gin.Context) {
 			"run_id":      runID,
 			"event":       fin.Event,
 		}
-		if fin.Status == wire.StatusCompleted {
+		if fin.Status == wire.RunCompleted {
 			payload["result"] = json.RawMessage(orNull(output))
 		} else {
 			payload["error"] = fin.Error

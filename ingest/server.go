@@ -27,13 +27,12 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.temporal.io/sdk/client"
 
 	"github.com/herald-run/herald/internal/tracing"
 	"github.com/herald-run/herald/registry"
-	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
 	"github.com/herald-run/herald/triggers"
+	"github.com/herald-run/herald/waits"
 	"github.com/herald-run/herald/webhooks"
 )
 
@@ -80,8 +79,9 @@ type Config struct {
 	// senders reach this server; webhook sources report their delivery URL
 	// under it. Default: the scheme and Host of each request.
 	PublicURL string
-	// Temporal is used to cancel runs. Optional.
-	Temporal client.Client
+	// Temporal is used to cancel runs. Optional: without it the cancel
+	// routes answer 503.
+	Temporal Canceller
 	// OnCommit is called after events are committed, to wake the router
 	// without waiting for its poll. It must not block.
 	OnCommit func()
@@ -90,6 +90,13 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Logger receives Herald's logs. Default: discard.
 	Logger *slog.Logger
+}
+
+// Canceller is what the API asks of Temporal: to cancel a run's workflow.
+// *temporalx.Client implements it; the error wraps temporalx.ErrNotFound
+// when the workflow has no open execution.
+type Canceller interface {
+	Cancel(ctx context.Context, workflowID string) error
 }
 
 // Server is the HTTP API. Create it with New, serve Handler, and Close it after
@@ -103,7 +110,7 @@ type Server struct {
 	eventKeys  [][32]byte
 	signingKey *[32]byte
 	log        *slog.Logger
-	waits      *router.WaitMatcher
+	waits      *waits.Matcher
 	triggerEnv *triggers.Env
 	transforms *transformCache
 	// Background jobs (bulk cancellations) run under bgCtx until Close.
@@ -164,7 +171,7 @@ func New(cfg Config) (*Server, error) {
 		s.signingKey = &h
 	}
 	var err error
-	if s.waits, err = router.NewWaitMatcher(0); err != nil {
+	if s.waits, err = waits.NewMatcher(0); err != nil {
 		return nil, err
 	}
 	if s.triggerEnv, err = triggers.NewEnv(); err != nil {

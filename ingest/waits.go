@@ -130,30 +130,19 @@ func (s *Server) buildWait(reg wire.WaitRegister) (store.Wait, error) {
 			return store.Wait{}, fmt.Errorf("if: %w", err)
 		}
 	}
-	if reg.Match == "" && reg.If != "" {
-		// `async.x == event.y` in the condition is indexed like Match: x.
-		if asyncPath, eventPath, ok := s.waits.Env().EqualityKey(reg.If); ok {
-			act, err := triggers.EventActivation(reg.TriggerEvent.Name, reg.TriggerEvent.Data, reg.TriggerEvent.ID, reg.TriggerEvent.TS, reg.TriggerEvent.V)
-			if err == nil {
-				if v, ok := triggers.PathValue(act, eventPath); ok {
-					w.MatchPath, w.MatchValue = asyncPath, v
-				}
-			}
-		}
-	}
 	if reg.Match != "" {
 		if err := triggers.ValidatePath(reg.Match); err != nil {
 			return store.Wait{}, err
 		}
-		act, err := triggers.EventActivation(reg.TriggerEvent.Name, reg.TriggerEvent.Data, reg.TriggerEvent.ID, reg.TriggerEvent.TS, reg.TriggerEvent.V)
-		if err != nil {
-			return store.Wait{}, fmt.Errorf("trigger_event: %w", err)
-		}
-		v, ok := triggers.PathValue(act, reg.Match)
-		if !ok {
-			return store.Wait{}, fmt.Errorf("match %q: the triggering event has no value there, so no event could match", reg.Match)
-		}
-		w.MatchPath, w.MatchValue = reg.Match, v
 	}
+	act, err := triggers.EventActivation(reg.TriggerEvent.Name, reg.TriggerEvent.Data, reg.TriggerEvent.ID, reg.TriggerEvent.TS, reg.TriggerEvent.V)
+	if err != nil && reg.Match != "" {
+		return store.Wait{}, fmt.Errorf("trigger_event: %w", err)
+	}
+	k, ok := s.waits.BindKey(reg.Match, reg.If, act)
+	if !ok {
+		return store.Wait{}, fmt.Errorf("match %q: the triggering event has no value there, so no event could match", reg.Match)
+	}
+	w.MatchPath, w.MatchValue = k.Path, k.Value
 	return w, nil
 }

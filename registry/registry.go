@@ -17,8 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
+	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/store"
 	"github.com/herald-run/herald/triggers"
@@ -79,6 +78,13 @@ func appsVersion(apps []store.App) string {
 	return b.String()
 }
 
+// Schedules is what the registry asks of Temporal: it keeps one Temporal
+// Schedule per cron trigger. *temporalx.Client implements it.
+type Schedules interface {
+	UpsertSchedule(ctx context.Context, s temporalx.Schedule) error
+	DeleteSchedule(ctx context.Context, id string) error
+}
+
 // Config configures a Registry.
 type Config struct {
 	// Store is required.
@@ -86,7 +92,7 @@ type Config struct {
 	// Env compiles trigger expressions. Required.
 	Env *triggers.Env
 	// Temporal, when set, is used to reconcile cron schedules.
-	Temporal client.Client
+	Temporal Schedules
 	// Namespace is only used in messages.
 	Namespace string
 	// MaxAge is how long a snapshot is kept at most. Within it, every

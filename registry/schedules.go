@@ -3,14 +3,8 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
-
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/wire"
@@ -38,7 +32,6 @@ type desiredSchedule struct {
 // triggers: creates missing ones, updates existing ones, deletes those of
 // removed triggers or functions. It returns how many schedules the app has.
 func (r *Registry) reconcileSchedules(ctx context.Context, appID string, req wire.SyncRequest, previous []wire.FunctionConfig) (int, error) {
-	sc := r.cfg.Temporal.ScheduleClient()
 	desired := map[string]desiredSchedule{}
 	for _, f := range req.Functions {
 		for i, t := range f.Triggers {
@@ -54,8 +47,8 @@ func (r *Registry) reconcileSchedules(ctx context.Context, appID string, req wir
 		}
 	}
 	for _, d := range desired {
-		if err := r.upsertSchedule(ctx, sc, appID, req.TaskQueue, d); err != nil {
-			return 0, err
+		if err := r.cfg.Temporal.UpsertSchedule(ctx, schedule(appID, req.TaskQueue, d)); err != nil {
+			return 0, fmt.Errorf("registry: %w", err)
 		}
 	}
 	// Delete the schedules of triggers that existed before this sync and not now.
@@ -68,73 +61,37 @@ func (r *Registry) reconcileSchedules(ctx context.Context, appID string, req wir
 			if _, keep := desired[id]; keep {
 				continue
 			}
-			err := sc.GetHandle(ctx, id).Delete(ctx)
-			var nf *serviceerror.NotFound
-			if err != nil && !errors.As(err, &nf) {
-				return 0, fmt.Errorf("registry: delete schedule %s: %w", id, err)
+			if err := r.cfg.Temporal.DeleteSchedule(ctx, id); err != nil {
+				return 0, fmt.Errorf("registry: %w", err)
 			}
 		}
 	}
 	return len(desired), nil
 }
 
-func (r *Registry) upsertSchedule(ctx context.Context, sc client.ScheduleClient, appID, taskQueue string, d desiredSchedule) error {
+// schedule is the Temporal Schedule of one cron trigger.
+func schedule(appID, taskQueue string, d desiredSchedule) temporalx.Schedule {
 	cron := d.spec.Expr
 	if d.spec.TimeZone != "" {
 		cron = "CRON_TZ=" + d.spec.TimeZone + " " + d.spec.Expr
 	}
-	spec := client.ScheduleSpec{CronExpressions: []string{cron}}
 	data, _ := json.Marshal(map[string]string{"cron": d.source})
-	action := &client.ScheduleWorkflowAction{
-		ID:        "herald-cron/" + appID + "/" + d.fn.ID,
-		Workflow:  d.fn.ID,
-		TaskQueue: taskQueue,
-		Args: []any{wire.RunRequest{
+	return temporalx.Schedule{
+		ID:           d.id,
+		Cron:         cron,
+		WorkflowID:   "herald-cron/" + appID + "/" + d.fn.ID,
+		WorkflowType: d.fn.ID,
+		TaskQueue:    taskQueue,
+		Input: wire.RunRequest{
 			AppID:      appID,
 			FunctionID: d.fn.ID,
 			Event:      wire.Event{Name: wire.EventScheduledTimer, Data: data},
-		}},
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			temporalx.AttrApp.ValueSet(appID),
-			temporalx.AttrFunction.ValueSet(d.fn.ID),
-			temporalx.AttrEventName.ValueSet(wire.EventScheduledTimer),
-		),
-		StaticSummary: "cron " + d.source,
-	}
-	h := sc.GetHandle(ctx, d.id)
-	if _, err := h.Describe(ctx); err != nil {
-		var nf *serviceerror.NotFound
-		if !errors.As(err, &nf) {
-			return fmt.Errorf("registry: describe schedule %s: %w", d.id, err)
-		}
-		_, err := sc.Create(ctx, client.ScheduleOptions{
-			ID:            d.id,
-			Spec:          spec,
-			Action:        action,
-			Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
-			CatchupWindow: CatchupWindow,
-			Note:          "managed by Herald: changed on every app sync",
-		})
-		if err != nil && !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-			return fmt.Errorf("registry: create schedule %s: %w", d.id, err)
-		}
-		return nil
-	}
-	err := h.Update(ctx, client.ScheduleUpdateOptions{
-		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-			s := in.Description.Schedule
-			s.Spec = &spec
-			s.Action = action
-			if s.Policy == nil {
-				s.Policy = &client.SchedulePolicies{}
-			}
-			s.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
-			s.Policy.CatchupWindow = CatchupWindow
-			return &client.ScheduleUpdate{Schedule: &s}, nil
 		},
-	})
-	if err != nil {
-		return fmt.Errorf("registry: update schedule %s: %w", d.id, err)
+		App:           appID,
+		Function:      d.fn.ID,
+		EventName:     wire.EventScheduledTimer,
+		Summary:       "cron " + d.source,
+		CatchupWindow: CatchupWindow,
+		Note:          "managed by Herald: changed on every app sync",
 	}
-	return nil
 }

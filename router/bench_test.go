@@ -16,6 +16,7 @@ import (
 	"github.com/herald-run/herald/internal/testdb"
 	"github.com/herald-run/herald/store"
 	"github.com/herald-run/herald/store/postgres"
+	"github.com/herald-run/herald/waits"
 )
 
 var benchWaits = flag.String("bench-waits", "10000,100000,1000000", "pending wait counts BenchmarkMatchWaits loads into Postgres")
@@ -44,7 +45,7 @@ func BenchmarkMatchWaits(b *testing.B) {
 			b.Fatal(err)
 		}
 		disp := &Dispatcher{cfg: Config{Metrics: NewMetrics(nil)}}
-		if disp.waits, err = NewWaitMatcher(0); err != nil {
+		if disp.waits, err = waits.NewMatcher(0); err != nil {
 			b.Fatal(err)
 		}
 		for _, residual := range []bool{false, true} {

@@ -9,11 +9,6 @@ import (
 	"sort"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
-
 	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/store"
@@ -94,7 +89,7 @@ func (d *Dispatcher) evalKey(ctx context.Context, s *start, what, expr string) (
 func (s *start) skip(reason, detail string) {
 	s.action = actSkip
 	s.reason = reason
-	s.run.Status = wire.StatusSkipped
+	s.run.Status = wire.RunSkipped
 	s.run.Error = "skipped: " + reason
 	if detail != "" {
 		s.run.Error += ": " + detail
@@ -215,24 +210,14 @@ func (d *Dispatcher) singleton(ctx context.Context, tx store.ClaimTx, s *start, 
 func (d *Dispatcher) isOpen(ctx context.Context, workflowID string) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
 	defer cancel()
-	desc, err := d.cfg.Temporal.DescribeWorkflowExecution(cctx, workflowID, "")
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("describe %s: %w", workflowID, err)
-	}
-	return desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+	return d.cfg.Temporal.IsRunning(cctx, workflowID)
 }
 
 func (d *Dispatcher) cancel(ctx context.Context, workflowID string) error {
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
 	defer cancel()
-	err := d.cfg.Temporal.CancelWorkflow(cctx, workflowID, "")
-	var nf *serviceerror.NotFound
-	if err != nil && !errors.As(err, &nf) {
-		return fmt.Errorf("cancel %s: %w", workflowID, err)
+	if err := d.cfg.Temporal.Cancel(cctx, workflowID); err != nil && !errors.Is(err, temporalx.ErrNotFound) {
+		return err
 	}
 	return nil
 }
@@ -312,16 +297,17 @@ func (d *Dispatcher) signalEntity(ctx context.Context, seq []*start) error {
 	for i, x := range seq {
 		evs[i] = wire.PendingEvent{Event: x.req.Event, ReceivedMS: x.req.ReceivedMS}
 	}
-	_, err := d.cfg.Temporal.SignalWithStartWorkflow(cctx, s.entity.id, wire.SignalEvent, evs, client.StartWorkflowOptions{
-		ID:                    s.entity.id,
-		TaskQueue:             d.cfg.SystemTaskQueue,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			temporalx.AttrApp.ValueSet(s.fn.AppID),
-			temporalx.AttrFunction.ValueSet(s.fn.ID),
-		),
-		StaticSummary: s.entity.workflowType + " of " + s.fn.Key(),
-	}, s.entity.workflowType, s.entity.state)
+	err := d.cfg.Temporal.SignalWithStart(cctx, temporalx.SignalStart{
+		WorkflowID:   s.entity.id,
+		WorkflowType: s.entity.workflowType,
+		TaskQueue:    d.cfg.SystemTaskQueue,
+		Input:        s.entity.state,
+		Signal:       wire.SignalEvent,
+		SignalArg:    evs,
+		App:          s.fn.AppID,
+		Function:     s.fn.ID,
+		Summary:      s.entity.workflowType + " of " + s.fn.Key(),
+	})
 	if err != nil {
 		return fmt.Errorf("signal %s with %d events (first %s): %w", s.entity.id, len(seq), s.event.ID, err)
 	}

@@ -10,33 +10,43 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/tracing"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/waits"
 )
+
+// Temporal is what the router asks of Temporal. *temporalx.Client
+// implements it; the router's unit tests use a fake.
+type Temporal interface {
+	// StartWorkflow starts a run; an already started id is success.
+	StartWorkflow(ctx context.Context, s temporalx.Start) error
+	// SignalWithStart hands events to a debounce or batch workflow.
+	SignalWithStart(ctx context.Context, s temporalx.SignalStart) error
+	// Signal delivers an event to a waiting run; Cancel cancels a run.
+	// Both wrap temporalx.ErrNotFound when the run is gone.
+	Signal(ctx context.Context, workflowID, signal string, arg any) error
+	Cancel(ctx context.Context, workflowID string) error
+	// IsRunning reports whether a workflow has an open execution.
+	IsRunning(ctx context.Context, workflowID string) (bool, error)
+}
 
 // Config configures a Dispatcher. Store, Registry and Temporal are required.
 type Config struct {
 	Store    store.Driver
 	Registry *registry.Registry
-	Temporal client.Client
+	Temporal Temporal
 	// BatchSize is the most events claimed at once. Default 100.
 	BatchSize int
 	// Concurrency is the most Temporal starts in flight. Default 64.
@@ -71,7 +81,7 @@ type Dispatcher struct {
 	cfg   Config
 	wake  chan struct{}
 	sem   chan struct{}
-	waits *WaitMatcher
+	waits *waits.Matcher
 }
 
 // New returns a Dispatcher; call Run to start it.
@@ -106,7 +116,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	wm, err := NewWaitMatcher(cfg.EvalTimeout)
+	wm, err := waits.NewMatcher(cfg.EvalTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -404,19 +414,6 @@ func (d *Dispatcher) match(ctx context.Context, snap *registry.Snapshot, acts *a
 	return out
 }
 
-// RunID is the deterministic id of the run of fn for event: a ULID whose time
-// is the event's arrival and whose randomness comes from the key, so a
-// re-dispatch computes the same id.
-func RunID(appID, fnID, eventID string, received time.Time) string {
-	h := newKeyReader(appID + "/" + fnID + "/" + eventID)
-	return ulid.MustNew(ulid.Timestamp(received), h).String()
-}
-
-// WorkflowID is the deterministic workflow id of the run of fn for event.
-func WorkflowID(appID, fnID, eventID string) string {
-	return appID + "/" + fnID + "/" + eventID
-}
-
 func (d *Dispatcher) plan(acts *activations, i int, fn *registry.Func) *start {
 	e := &acts.events[i]
 	ev := wire.Event{ID: e.ID, Name: e.Name, Data: e.Data, TS: e.TS, V: e.V}
@@ -430,8 +427,8 @@ func (d *Dispatcher) plan(acts *activations, i int, fn *registry.Func) *start {
 			ev.Data = json.RawMessage(`{}`)
 		}
 	}
-	runID := RunID(fn.AppID, fn.ID, e.ID, e.ReceivedAt)
-	wfID := WorkflowID(fn.AppID, fn.ID, e.ID)
+	runID := wire.RunID(fn.AppID, fn.ID, e.ID, e.ReceivedAt)
+	wfID := wire.WorkflowID(fn.AppID, fn.ID, e.ID)
 	act := func() (map[string]any, error) { return acts.get(i) }
 	return &start{
 		event: e,
@@ -443,7 +440,7 @@ func (d *Dispatcher) plan(acts *activations, i int, fn *registry.Func) *start {
 			WorkflowID: wfID,
 		},
 		// Registered with the run, in the claim's transaction: no Temporal call.
-		cancels: cancelWaits(d.waits.Env(), fn, e, runID, wfID, func() map[string]any {
+		cancels: cancelWaits(d.waits, fn, e, runID, wfID, func() map[string]any {
 			a, _ := act()
 			return a
 		}),
@@ -452,78 +449,37 @@ func (d *Dispatcher) plan(acts *activations, i int, fn *registry.Func) *start {
 
 func (d *Dispatcher) startWorkflow(ctx context.Context, s *start) error {
 	now := time.Now()
-	opts := client.StartWorkflowOptions{
-		ID:                       s.run.WorkflowID,
-		TaskQueue:                s.fn.TaskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		// Without this an existing id returns the old run silently.
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			temporalx.AttrApp.ValueSet(s.fn.AppID),
-			temporalx.AttrFunction.ValueSet(s.fn.ID),
-			temporalx.AttrEventName.ValueSet(s.event.Name),
-			temporalx.AttrEventID.ValueSet(s.event.ID),
-		),
-		StaticSummary: s.event.Name,
+	st := temporalx.Start{
+		WorkflowID:   s.run.WorkflowID,
+		WorkflowType: s.fn.ID,
+		TaskQueue:    s.fn.TaskQueue,
+		Input:        s.req,
+		App:          s.fn.AppID,
+		Function:     s.fn.ID,
+		EventName:    s.event.Name,
+		EventID:      s.event.ID,
+		Summary:      s.event.Name,
+		Priority:     s.priority,
 	}
-	s.run.Status = wire.StatusRunning
+	s.run.Status = wire.RunRunning
 	at := time.UnixMilli(s.event.TS)
 	if s.notBefore.After(at) {
 		at = s.notBefore
 	}
 	if at.After(now) {
-		opts.StartDelay = at.Sub(now)
-		s.run.Status = wire.StatusScheduled
-	}
-	if s.priority != 0 {
-		opts.Priority = temporal.Priority{PriorityKey: s.priority}
+		st.Delay = at.Sub(now)
+		s.run.Status = wire.RunScheduled
 	}
 	if t := s.fn.Config.Timeouts; t != nil && t.FinishMS > 0 {
 		// A backstop only: the function's own timer cancels it first, so
 		// its outcome is recorded. This one also bounds a start delay.
-		opts.WorkflowExecutionTimeout = opts.StartDelay + time.Duration(t.FinishMS)*time.Millisecond + 10*time.Minute
+		st.ExecutionTimeout = st.Delay + time.Duration(t.FinishMS)*time.Millisecond + 10*time.Minute
 	}
 	s.run.StartedAt = now
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
 	defer cancel()
-	_, err := d.cfg.Temporal.ExecuteWorkflow(cctx, opts, s.fn.ID, s.req)
-	var already *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &already) {
-		return nil // started by an earlier dispatch of this event
-	}
-	if err != nil {
-		return fmt.Errorf("start %s for event %s: %w", s.run.WorkflowID, s.event.ID, err)
+	if err := d.cfg.Temporal.StartWorkflow(cctx, st); err != nil {
+		return fmt.Errorf("event %s: %w", s.event.ID, err)
 	}
 	return nil
-}
-
-// keyReader is an endless deterministic byte stream derived from a key, used
-// as ULID entropy.
-type keyReader struct {
-	state uint64
-}
-
-func newKeyReader(key string) io.Reader {
-	// FNV-1a of the key seeds a splitmix64 stream.
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
-		h *= 1099511628211
-	}
-	return &keyReader{state: h}
-}
-
-func (r *keyReader) Read(p []byte) (int, error) {
-	for i := range p {
-		if i%8 == 0 {
-			r.state += 0x9e3779b97f4a7c15
-		}
-		z := r.state
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-		z ^= z >> 31
-		p[i] = byte(z >> (8 * (i % 8)))
-	}
-	return len(p), nil
 }

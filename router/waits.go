@@ -8,70 +8,13 @@ import (
 	"sync"
 	"time"
 
-	"go.temporal.io/api/serviceerror"
-
+	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/store"
 	"github.com/herald-run/herald/triggers"
+	"github.com/herald-run/herald/waits"
 )
-
-// WaitMatcher decides whether an event resolves a wait. The router and the
-// wait registration endpoint share it, so both apply the same rule.
-type WaitMatcher struct {
-	env         *triggers.Env
-	evalTimeout time.Duration
-}
-
-// NewWaitMatcher returns a matcher over the wait CEL environment.
-func NewWaitMatcher(evalTimeout time.Duration) (*WaitMatcher, error) {
-	env, err := triggers.NewWaitEnv()
-	if err != nil {
-		return nil, err
-	}
-	if evalTimeout <= 0 {
-		evalTimeout = 100 * time.Millisecond
-	}
-	return &WaitMatcher{env: env, evalTimeout: evalTimeout}, nil
-}
-
-// Env returns the wait CEL environment (event and async).
-func (m *WaitMatcher) Env() *triggers.Env { return m.env }
-
-// Matches reports whether the event e (with activation act) resolves w. The
-// key was already compared by the caller when w came from an index lookup;
-// it is compared again here so the function stands alone.
-func (m *WaitMatcher) Matches(ctx context.Context, w store.Wait, e *store.Event, act map[string]any) (bool, error) {
-	if e.Name != w.EventName || e.ReceivedAt.Before(w.Since) {
-		return false, nil
-	}
-	if w.MatchPath != "" {
-		if v, ok := triggers.PathValue(act, w.MatchPath); !ok || v != w.MatchValue {
-			return false, nil
-		}
-	}
-	var trig wire.Event
-	if err := json.Unmarshal(w.TriggerEvent, &trig); err != nil {
-		return false, fmt.Errorf("wait %s: trigger event: %w", w.ID, err)
-	}
-	if e.ID == trig.ID {
-		return false, nil // the event that started the run does not resolve its own wait
-	}
-	if w.Expr == "" {
-		return true, nil
-	}
-	prg, err := m.env.Cached(w.Expr)
-	if err != nil {
-		return false, err
-	}
-	tact, err := triggers.EventActivation(trig.Name, trig.Data, trig.ID, trig.TS, trig.V)
-	if err != nil {
-		return false, err
-	}
-	ectx, cancel := context.WithTimeout(ctx, m.evalTimeout)
-	defer cancel()
-	return prg.EvalWait(ectx, tact, act)
-}
 
 // resolution is one wait resolved by one event of the batch.
 type resolution struct {
@@ -186,14 +129,13 @@ func (d *Dispatcher) deliver(ctx context.Context, r *resolution) error {
 	var err error
 	switch r.wait.Kind {
 	case store.WaitKindCancel:
-		err = d.cfg.Temporal.CancelWorkflow(cctx, r.wait.WorkflowID, "")
+		err = d.cfg.Temporal.Cancel(cctx, r.wait.WorkflowID)
 	default:
 		e := r.event
-		err = d.cfg.Temporal.SignalWorkflow(cctx, r.wait.WorkflowID, "", wire.WaitSignal(r.wait.StepID),
+		err = d.cfg.Temporal.Signal(cctx, r.wait.WorkflowID, wire.WaitSignal(r.wait.StepID),
 			wire.Event{ID: e.ID, Name: e.Name, Data: e.Data, TS: e.TS, V: e.V})
 	}
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
+	if errors.Is(err, temporalx.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -204,7 +146,7 @@ func (d *Dispatcher) deliver(ctx context.Context, r *resolution) error {
 }
 
 // cancelWaits returns the cancelOn waits of a run fn starts for e.
-func cancelWaits(env *triggers.Env, fn *registry.Func, e *store.Event, runID, workflowID string, act func() map[string]any) []store.Wait {
+func cancelWaits(m *waits.Matcher, fn *registry.Func, e *store.Event, runID, workflowID string, act func() map[string]any) []store.Wait {
 	if len(fn.Config.CancelOn) == 0 {
 		return nil
 	}
@@ -217,26 +159,16 @@ func cancelWaits(env *triggers.Env, fn *registry.Func, e *store.Event, runID, wo
 			timeout = time.Duration(wire.MaxWaitMS) * time.Millisecond
 		}
 		w := store.Wait{
-			ID: RunID(fn.AppID, fn.ID, e.ID+"/cancel/"+fmt.Sprint(i), e.ReceivedAt), Kind: store.WaitKindCancel,
+			ID: wire.RunID(fn.AppID, fn.ID, e.ID+"/cancel/"+fmt.Sprint(i), e.ReceivedAt), Kind: store.WaitKindCancel,
 			AppID: fn.AppID, FunctionID: fn.ID, RunID: runID, WorkflowID: workflowID,
 			StepID: fmt.Sprintf("cancel-%d", i), EventName: c.Event, Expr: c.If,
 			TriggerEvent: trig, Since: e.ReceivedAt, ExpiresAt: now.Add(timeout), CreatedAt: now,
 		}
-		switch {
-		case c.Match != "":
-			v, ok := triggers.PathValue(act(), c.Match)
-			if !ok {
-				continue // the trigger has no value there: nothing can match it
-			}
-			w.MatchPath, w.MatchValue = c.Match, v
-		case c.If != "":
-			// `async.x == event.y` in the condition is indexed like Match: x.
-			if asyncPath, eventPath, ok := env.EqualityKey(c.If); ok {
-				if v, ok := triggers.PathValue(act(), eventPath); ok {
-					w.MatchPath, w.MatchValue = asyncPath, v
-				}
-			}
+		k, ok := m.BindKey(c.Match, c.If, act())
+		if !ok {
+			continue // the trigger has no value at Match: nothing can match it
 		}
+		w.MatchPath, w.MatchValue = k.Path, k.Value
 		out = append(out, w)
 	}
 	return out

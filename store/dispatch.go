@@ -3,27 +3,9 @@ package store
 import (
 	"errors"
 	"fmt"
-)
 
-// Run statuses. A run starts Scheduled or Running (or is recorded Skipped) and
-// ends in one of the terminal statuses.
-const (
-	RunScheduled = "Scheduled"
-	RunRunning   = "Running"
-	RunCompleted = "Completed"
-	RunFailed    = "Failed"
-	RunCancelled = "Cancelled"
-	RunSkipped   = "Skipped"
+	"github.com/herald-run/herald/internal/wire"
 )
-
-// RunFinished reports whether status is terminal: a run in it never changes again.
-func RunFinished(status string) bool {
-	switch status {
-	case RunCompleted, RunFailed, RunCancelled, RunSkipped:
-		return true
-	}
-	return false
-}
 
 // ErrClaimLimit is returned by ClaimEvents when limit is not positive.
 var ErrClaimLimit = errors.New("store: claim limit must be positive")
@@ -61,7 +43,7 @@ func ValidateFinish(r Run) error {
 	if err := ValidateRun(r); err != nil {
 		return err
 	}
-	if !RunFinished(r.Status) {
+	if !wire.RunFinished(r.Status) {
 		return fmt.Errorf("store: finish run %q: status %q is not terminal", r.ID, r.Status)
 	}
 	return nil

@@ -134,7 +134,7 @@ func benchDispatch(ctx context.Context, b *bench, n, conns int) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		desc, err := tc.DescribeWorkflowExecution(ctx, router.WorkflowID("bench", "noop", id), "")
+		desc, err := tc.DescribeWorkflowExecution(ctx, wire.WorkflowID("bench", "noop", id), "")
 		if err != nil {
 			log.Fatalf("bench: describe: %v", err)
 		}

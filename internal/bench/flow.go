@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/herald-run/herald"
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/step"
 )
@@ -75,7 +76,7 @@ func benchFlow(ctx context.Context, b *bench, runs, absorb int) {
 		for k := range runs + 5 {
 			id := fmt.Sprintf("%s-%d", fn, k)
 			post(fmt.Sprintf(`{"name":%q,"id":%q,"data":{}}`, name, id))
-			wf := router.WorkflowID(app, fn, id)
+			wf := wire.WorkflowID(app, fn, id)
 			var run workflow.Execution
 			deadline := time.Now().Add(30 * time.Second)
 			for { // until the router has started it

@@ -57,7 +57,7 @@ func benchResume(ctx context.Context, b *bench, runs int) {
 	var lat []time.Duration
 	for k := range runs {
 		start := post("bench/start", k)
-		wf := router.WorkflowID("benchresume", "await", start)
+		wf := wire.WorkflowID("benchresume", "await", start)
 		deadline := time.Now().Add(30 * time.Second)
 		for { // until the wait is registered, so the event resumes a waiting run
 			if _, err := b.driver.GetWait(ctx, wf, store.WaitKindWait, "resume"); err == nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporaltest"
 	"github.com/herald-run/herald/internal/testdb"
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
 	"github.com/herald-run/herald/store/postgres"
@@ -215,7 +216,7 @@ func (b *bundle) waitDispatched(t *testing.T, eventID string) {
 
 func allFinal(runs []ingest.RunJSON) bool {
 	for _, r := range runs {
-		if !store.RunFinished(r.Status) {
+		if !wire.RunFinished(r.Status) {
 			return false
 		}
 	}

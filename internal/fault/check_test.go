@@ -13,7 +13,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/herald-run/herald/router"
+	"github.com/herald-run/herald/internal/wire"
 )
 
 // functionID is the function every scenario's worker runs.
@@ -168,7 +168,7 @@ func check(t *testing.T, o checkOpts) outcome {
 			} else if !r.output {
 				add("Completed run without output", id)
 			}
-			if want := router.WorkflowID(o.app, functionID, id); r.workflowID != want {
+			if want := wire.WorkflowID(o.app, functionID, id); r.workflowID != want {
 				add("run with the wrong workflow id", id)
 			}
 			switch n := st.finished[r.id]; {
@@ -179,7 +179,7 @@ func check(t *testing.T, o checkOpts) outcome {
 				add("herald/function.finished stored more than once", id)
 			}
 		}
-		ex := st.executions[router.WorkflowID(o.app, functionID, id)]
+		ex := st.executions[wire.WorkflowID(o.app, functionID, id)]
 		switch {
 		case len(ex) == 0:
 			lost[id] = true
@@ -227,7 +227,7 @@ func check(t *testing.T, o checkOpts) outcome {
 	}
 	sort.Strings(lostIDs)
 	for _, id := range lostIDs[:min(len(lostIDs), 3)] {
-		t.Logf("event %s: %s", id, explain(o.temporal, router.WorkflowID(o.app, functionID, id)))
+		t.Logf("event %s: %s", id, explain(o.temporal, wire.WorkflowID(o.app, functionID, id)))
 	}
 	if out.acked == 0 {
 		t.Errorf("no event was acknowledged: the load did not run")

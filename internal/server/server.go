@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/registry"
 	"github.com/herald-run/herald/router"
@@ -54,7 +55,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg, err := registry.New(registry.Config{Store: o.Store, Env: env, Temporal: o.Temporal, Logger: o.Logger})
+	tc := temporalx.New(o.Temporal)
+	reg, err := registry.New(registry.Config{Store: o.Store, Env: env, Temporal: tc, Logger: o.Logger})
 	if err != nil {
 		return err
 	}
@@ -62,13 +64,13 @@ func Run(ctx context.Context, o Options) error {
 	if rc.SystemTaskQueue == "" {
 		rc.SystemTaskQueue = wire.DefaultSystemTaskQueue
 	}
-	rc.Store, rc.Registry, rc.Temporal, rc.Metrics, rc.Logger = o.Store, reg, o.Temporal, router.NewMetrics(metrics), o.Logger
+	rc.Store, rc.Registry, rc.Temporal, rc.Metrics, rc.Logger = o.Store, reg, tc, router.NewMetrics(metrics), o.Logger
 	disp, err := router.New(rc)
 	if err != nil {
 		return err
 	}
 	cfg := o.Ingest
-	cfg.Store, cfg.Registry, cfg.Temporal, cfg.OnCommit, cfg.Metrics, cfg.Logger = o.Store, reg, o.Temporal, disp.Notify, metrics, o.Logger
+	cfg.Store, cfg.Registry, cfg.Temporal, cfg.OnCommit, cfg.Metrics, cfg.Logger = o.Store, reg, tc, disp.Notify, metrics, o.Logger
 	srv, err := ingest.New(cfg)
 	if err != nil {
 		return err
@@ -82,7 +84,7 @@ func Run(ctx context.Context, o Options) error {
 	sysDone := make(chan struct{})
 	go func() {
 		defer close(sysDone)
-		runSystemWorker(routerCtx, o.Temporal, rc.SystemTaskQueue, disp, o.Logger)
+		runSystemWorker(routerCtx, tc, rc.SystemTaskQueue, disp, o.Logger)
 	}()
 	hk := newHousekeeping(o.Store, metrics, o.Logger)
 	hkDone := make(chan struct{})

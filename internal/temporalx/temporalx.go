@@ -1,5 +1,13 @@
-// Package temporalx holds Herald's Temporal plumbing shared by the server
-// commands: dialing, health checks and the search attributes Herald needs.
+// Package temporalx is the one door from Herald's server to Temporal. Every
+// call the server makes (starting runs, signal-with-start of debounce, batch
+// and semaphore workflows, signals to waiting runs, cancellation, describe,
+// cron schedules, search attributes, health, and Herald's own system worker)
+// goes through a [Client]. The router, the registry and the HTTP API each
+// name the few methods they use in an interface of their own, so each can be
+// tested against a fake of just that.
+//
+// The SDK side (user workers) does not use this package: a worker's calls to
+// Temporal are the Temporal SDK's own.
 package temporalx
 
 import (

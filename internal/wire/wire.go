@@ -5,8 +5,6 @@ package wire
 
 import (
 	"encoding/json"
-
-	"github.com/herald-run/herald/store"
 )
 
 // Event is an event as it travels between Herald components.
@@ -117,16 +115,6 @@ type SyncResponse struct {
 	Removed   int    `json:"removed"`
 	Schedules int    `json:"schedules"`
 }
-
-// Run statuses, as the store defines them.
-const (
-	StatusScheduled = store.RunScheduled
-	StatusRunning   = store.RunRunning
-	StatusCompleted = store.RunCompleted
-	StatusFailed    = store.RunFailed
-	StatusCancelled = store.RunCancelled
-	StatusSkipped   = store.RunSkipped
-)
 
 // RunFinish is the body of POST /v1/runs/{id}/finish, sent by the function
 // wrapper when a run ends. Herald records the outcome and, when Emit is set,

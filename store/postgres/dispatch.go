@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/store"
 )
 
@@ -373,7 +374,7 @@ func finishRun(ctx context.Context, tx pgx.Tx, r store.Run, systemEvent *store.E
 	err := tx.QueryRow(ctx, `SELECT status FROM runs WHERE id = $1 FOR UPDATE`, r.ID).Scan(&status)
 	switch {
 	case err == nil:
-		if store.RunFinished(status) {
+		if wire.RunFinished(status) {
 			return nil
 		}
 		_, err = tx.Exec(ctx, `UPDATE runs SET status = $2, output = $3, error = $4, ended_at = coalesce($5::timestamptz, now())

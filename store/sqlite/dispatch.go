@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/store"
 )
 
@@ -402,7 +403,7 @@ func (d *Driver) FinishRun(ctx context.Context, r store.Run, systemEvent *store.
 		err := tx.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = ?`, r.ID).Scan(&status)
 		switch {
 		case err == nil:
-			if store.RunFinished(status) {
+			if wire.RunFinished(status) {
 				return nil
 			}
 			_, err = tx.ExecContext(ctx, `UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?`,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/store"
 )
 
@@ -144,7 +145,7 @@ func testSyncAppsIsolated(t *testing.T, s store.Driver) {
 func runFor(runID, fnID, eventID string, started time.Time) store.Run {
 	return store.Run{
 		ID: runID, AppID: "app", FunctionID: fnID, EventID: eventID,
-		WorkflowID: "app/" + fnID + "/" + eventID, Status: store.RunScheduled, StartedAt: started,
+		WorkflowID: "app/" + fnID + "/" + eventID, Status: wire.RunScheduled, StartedAt: started,
 	}
 }
 
@@ -224,7 +225,7 @@ func testClaimOldestFirst(t *testing.T, s store.Driver) {
 	require.NoError(t, err)
 	require.Equal(t, store.Run{
 		ID: "r-c000", AppID: "app", FunctionID: "f", EventID: "c000", WorkflowID: "app/f/c000",
-		Status: store.RunScheduled, StartedAt: run.StartedAt,
+		Status: wire.RunScheduled, StartedAt: run.StartedAt,
 	}, run)
 	require.True(t, base.Equal(run.StartedAt))
 
@@ -424,7 +425,7 @@ func testGetAndListRuns(t *testing.T, s store.Driver) {
 	_, err = s.ClaimEvents(ctx(t), 10, func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
 		ended := base.Add(time.Minute)
 		skipped := runFor("b", "skipped", "e1", base.Add(time.Second))
-		skipped.Status, skipped.Error, skipped.EndedAt = store.RunSkipped, "rate limited", &ended
+		skipped.Status, skipped.Error, skipped.EndedAt = wire.RunSkipped, "rate limited", &ended
 		return store.Claim{Runs: []store.Run{
 			runFor("c", "late", "e1", base.Add(2*time.Second)),
 			skipped,
@@ -438,7 +439,7 @@ func testGetAndListRuns(t *testing.T, s store.Driver) {
 
 	r, err := s.GetRun(ctx(t), "b")
 	require.NoError(t, err)
-	require.Equal(t, store.RunSkipped, r.Status)
+	require.Equal(t, wire.RunSkipped, r.Status)
 	require.Equal(t, "rate limited", r.Error)
 	require.Nil(t, r.Output)
 	require.NotNil(t, r.EndedAt)
@@ -464,13 +465,13 @@ func testFinishRun(t *testing.T, s store.Driver) {
 	_, err := s.ClaimEvents(ctx(t), 10, claimAll("run-"))
 	require.NoError(t, err)
 
-	done := finished("run-e1", store.RunCompleted, `{"total":42,"items":["a"]}`, base.Add(time.Minute))
+	done := finished("run-e1", wire.RunCompleted, `{"total":42,"items":["a"]}`, base.Add(time.Minute))
 	done.StartedAt = base.Add(time.Hour) // not what FinishRun records for an existing run
 	require.NoError(t, s.FinishRun(ctx(t), done, systemEvent("sys-1", "herald/function.finished")))
 
 	r, err := s.GetRun(ctx(t), "run-e1")
 	require.NoError(t, err)
-	require.Equal(t, store.RunCompleted, r.Status)
+	require.Equal(t, wire.RunCompleted, r.Status)
 	require.JSONEq(t, `{"total":42,"items":["a"]}`, string(r.Output))
 	require.Empty(t, r.Error)
 	require.True(t, base.Equal(r.StartedAt), "started_at stays as recorded")
@@ -484,7 +485,7 @@ func testFinishRun(t *testing.T, s store.Driver) {
 	require.Nil(t, sys.DispatchedAt, "the system event is pending for the router")
 
 	// Finishing again (a retried report, or a late cancel) changes nothing.
-	again := finished("run-e1", store.RunFailed, "", base.Add(2*time.Minute))
+	again := finished("run-e1", wire.RunFailed, "", base.Add(2*time.Minute))
 	again.Error = "late"
 	require.NoError(t, s.FinishRun(ctx(t), again, systemEvent("sys-2", "herald/function.failed")))
 	r2, err := s.GetRun(ctx(t), "run-e1")
@@ -500,7 +501,7 @@ func testFinishRun(t *testing.T, s store.Driver) {
 	_, err = s.ClaimEvents(ctx(t), 10, claimAll("run-"))
 	require.NoError(t, err)
 	dup := systemEvent("sys-1", "herald/changed")
-	f2 := finished("run-e2", store.RunFailed, "", base.Add(time.Minute))
+	f2 := finished("run-e2", wire.RunFailed, "", base.Add(time.Minute))
 	f2.EventID, f2.Error = "e2", "boom"
 	require.NoError(t, s.FinishRun(ctx(t), f2, dup))
 	sys, err = s.GetEvent(ctx(t), "sys-1")
@@ -508,31 +509,31 @@ func testFinishRun(t *testing.T, s store.Driver) {
 	require.Equal(t, "herald/function.finished", sys.Name)
 	r, err = s.GetRun(ctx(t), "run-e2")
 	require.NoError(t, err)
-	require.Equal(t, store.RunFailed, r.Status)
+	require.Equal(t, wire.RunFailed, r.Status)
 	require.Equal(t, "boom", r.Error)
 	require.Nil(t, r.Output)
 
-	require.Error(t, s.FinishRun(ctx(t), finished("run-x", store.RunRunning, "", base), nil),
+	require.Error(t, s.FinishRun(ctx(t), finished("run-x", wire.RunRunning, "", base), nil),
 		"a status that is not final is refused")
 }
 
 func testFinishUnknownRun(t *testing.T, s store.Driver) {
 	// An invoked run: Herald has no row for it, but it has an event.
-	invoked := finished("temporal-run-1", store.RunCompleted, `"ok"`, base.Add(time.Minute))
+	invoked := finished("temporal-run-1", wire.RunCompleted, `"ok"`, base.Add(time.Minute))
 	invoked.EventID = "invoke-event"
 	invoked.StartedAt = base.Add(time.Second)
 	require.NoError(t, s.FinishRun(ctx(t), invoked, nil))
 	r, err := s.GetRun(ctx(t), "temporal-run-1")
 	require.NoError(t, err)
 	require.Equal(t, "invoke-event", r.EventID)
-	require.Equal(t, store.RunCompleted, r.Status)
+	require.Equal(t, wire.RunCompleted, r.Status)
 	require.JSONEq(t, `"ok"`, string(r.Output))
 	require.True(t, base.Add(time.Second).Equal(r.StartedAt))
 	require.Equal(t, []string{"temporal-run-1"}, runIDs(t, s, "invoke-event"))
 
 	// Cron runs have no event; each one is its own run.
 	for _, id := range []string{"cron-1", "cron-2"} {
-		cron := finished(id, store.RunCompleted, "", base.Add(time.Minute))
+		cron := finished(id, wire.RunCompleted, "", base.Add(time.Minute))
 		cron.EventID = ""
 		cron.EndedAt = nil // now
 		require.NoError(t, s.FinishRun(ctx(t), cron, systemEvent("sys-"+id, "herald/function.finished")))
@@ -549,18 +550,18 @@ func testFinishUnknownRun(t *testing.T, s store.Driver) {
 	insert(t, s, base.Add(-time.Hour), ev("e1", "x/y", base))
 	_, err = s.ClaimEvents(ctx(t), 10, claimAll("herald-"))
 	require.NoError(t, err)
-	require.NoError(t, s.FinishRun(ctx(t), finished("temporal-id", store.RunCancelled, "", base.Add(time.Minute)), systemEvent("s1", "herald/function.cancelled")))
+	require.NoError(t, s.FinishRun(ctx(t), finished("temporal-id", wire.RunCancelled, "", base.Add(time.Minute)), systemEvent("s1", "herald/function.cancelled")))
 	require.Equal(t, []string{"herald-e1"}, runIDs(t, s, "e1"))
 	r, err = s.GetRun(ctx(t), "herald-e1")
 	require.NoError(t, err)
-	require.Equal(t, store.RunCancelled, r.Status)
+	require.Equal(t, wire.RunCancelled, r.Status)
 	_, err = s.GetEvent(ctx(t), "s1")
 	require.NoError(t, err)
 
-	require.NoError(t, s.FinishRun(ctx(t), finished("temporal-id-2", store.RunCompleted, "", base.Add(time.Minute)), systemEvent("s2", "herald/function.finished")))
+	require.NoError(t, s.FinishRun(ctx(t), finished("temporal-id-2", wire.RunCompleted, "", base.Add(time.Minute)), systemEvent("s2", "herald/function.finished")))
 	r, err = s.GetRun(ctx(t), "herald-e1")
 	require.NoError(t, err)
-	require.Equal(t, store.RunCancelled, r.Status)
+	require.Equal(t, wire.RunCancelled, r.Status)
 	_, err = s.GetEvent(ctx(t), "s2")
 	require.ErrorIs(t, err, store.ErrNotFound)
 	_, err = s.GetRun(ctx(t), "temporal-id-2")
@@ -577,7 +578,7 @@ func testConcurrentFinish(t *testing.T, s store.Driver) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cron := finished("cron", store.RunCompleted, fmt.Sprintf(`{"by":%d}`, i), base.Add(time.Minute))
+			cron := finished("cron", wire.RunCompleted, fmt.Sprintf(`{"by":%d}`, i), base.Add(time.Minute))
 			cron.EventID = ""
 			errs <- s.FinishRun(context.Background(), cron, systemEvent(fmt.Sprintf("sys-%d", i), "herald/function.finished"))
 		}()
@@ -597,7 +598,7 @@ func testConcurrentFinish(t *testing.T, s store.Driver) {
 // Postgres cannot store \u0000 in jsonb; then nothing is stored and the error
 // says it was the data.
 func testFinishRunInvalidOutput(t *testing.T, s store.Driver) {
-	r := finished("nul", store.RunCompleted, `{"s":"\u0000"}`, base.Add(time.Minute))
+	r := finished("nul", wire.RunCompleted, `{"s":"\u0000"}`, base.Add(time.Minute))
 	err := s.FinishRun(ctx(t), r, systemEvent("sys-nul", "herald/function.finished"))
 	if err != nil {
 		require.ErrorIs(t, err, store.ErrInvalidData)

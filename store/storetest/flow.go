@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/store"
 )
 
@@ -261,7 +262,7 @@ func holders(t *testing.T, s store.Driver, eventID string, keys ...string) []sin
 func finishedRun(id, eventID string) store.Run {
 	ended := base.Add(time.Minute)
 	r := runFor(id, "f", eventID, base)
-	r.Status, r.EndedAt = store.RunCompleted, &ended
+	r.Status, r.EndedAt = wire.RunCompleted, &ended
 	return r
 }
 
@@ -333,16 +334,16 @@ func testRecordRun(t *testing.T, s store.Driver) {
 	require.NoError(t, err)
 	require.Equal(t, batch.WorkflowID, got.WorkflowID)
 	require.Equal(t, "b1", got.EventID)
-	require.Equal(t, store.RunScheduled, got.Status)
+	require.Equal(t, wire.RunScheduled, got.Status)
 	require.True(t, batch.StartedAt.Equal(got.StartedAt))
 
 	// A retried start changes nothing, but adds its links.
 	again := batch
-	again.Status, again.WorkflowID = store.RunRunning, "other-workflow"
+	again.Status, again.WorkflowID = wire.RunRunning, "other-workflow"
 	recordRun(t, s, again, "b1", "b2", "b3", "b4")
 	got, err = s.GetRun(ctx(t), "batch-1")
 	require.NoError(t, err)
-	require.Equal(t, store.RunScheduled, got.Status)
+	require.Equal(t, wire.RunScheduled, got.Status)
 	require.Equal(t, batch.WorkflowID, got.WorkflowID)
 	require.Equal(t, []string{"batch-1"}, runIDs(t, s, "b1"))
 	require.Equal(t, []string{"batch-1"}, runIDs(t, s, "b4"))

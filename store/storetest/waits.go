@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/store"
 )
 
@@ -486,19 +487,19 @@ func testFinishRunDeletesWaits(t *testing.T, s store.Driver) {
 	other := register(t, s, waitFor("w2", "app/f/e2", "approval", "shop/approved", "", ""))
 	getWait(t, s, cancel)
 
-	require.NoError(t, s.FinishRun(ctx(t), finished("run-e1", store.RunCompleted, "", base.Add(time.Minute)), nil))
+	require.NoError(t, s.FinishRun(ctx(t), finished("run-e1", wire.RunCompleted, "", base.Add(time.Minute)), nil))
 	requireNoWait(t, s, cancel)
 	requireNoWait(t, s, w)
 	getWait(t, s, other)
 
 	// Even a repeated report of a finished run removes waits left behind.
 	late := register(t, s, waitFor("w3", "app/f/e1", "late", "shop/approved", "", ""))
-	require.NoError(t, s.FinishRun(ctx(t), finished("run-e1", store.RunFailed, "", base.Add(time.Minute)), nil))
+	require.NoError(t, s.FinishRun(ctx(t), finished("run-e1", wire.RunFailed, "", base.Add(time.Minute)), nil))
 	requireNoWait(t, s, late)
 
 	// A run Herald has no row for (a cron run) too.
 	cron := register(t, s, waitFor("w4", "cron-wf", "s", "shop/approved", "", ""))
-	cr := finished("cron-run", store.RunCompleted, "", base.Add(time.Minute))
+	cr := finished("cron-run", wire.RunCompleted, "", base.Add(time.Minute))
 	cr.EventID, cr.WorkflowID = "", "cron-wf"
 	require.NoError(t, s.FinishRun(ctx(t), cr, nil))
 	requireNoWait(t, s, cron)
@@ -602,14 +603,14 @@ func testEventsSinceMatch(t *testing.T, s store.Driver) {
 func testActiveRunsAndCancellations(t *testing.T, s store.Driver) {
 	var runs []store.Run
 	for i := range 5 {
-		status := store.RunRunning
+		status := wire.RunRunning
 		if i == 3 {
-			status = store.RunCompleted
+			status = wire.RunCompleted
 		}
 		runs = append(runs, store.Run{ID: fmt.Sprintf("r%d", i), AppID: "a", FunctionID: "f", EventID: fmt.Sprintf("e%d", i),
 			WorkflowID: fmt.Sprintf("a/f/e%d", i), Status: status, StartedAt: base.Add(time.Duration(i) * time.Minute)})
 	}
-	runs = append(runs, store.Run{ID: "other", AppID: "a", FunctionID: "g", EventID: "e9", WorkflowID: "a/g/e9", Status: store.RunRunning, StartedAt: base})
+	runs = append(runs, store.Run{ID: "other", AppID: "a", FunctionID: "g", EventID: "e9", WorkflowID: "a/g/e9", Status: wire.RunRunning, StartedAt: base})
 	events := make([]store.Event, 6)
 	for i := range events {
 		events[i] = ev(fmt.Sprintf("e%d", i), "c/x", base)

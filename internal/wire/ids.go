@@ -1,0 +1,52 @@
+package wire
+
+import (
+	"io"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// RunID is the deterministic id of the run of a function for an event: a
+// ULID whose time is the event's arrival and whose randomness comes from the
+// key, so a re-dispatch computes the same id.
+func RunID(appID, fnID, eventID string, received time.Time) string {
+	h := newKeyReader(appID + "/" + fnID + "/" + eventID)
+	return ulid.MustNew(ulid.Timestamp(received), h).String()
+}
+
+// WorkflowID is the deterministic Temporal workflow id of the run of a
+// function for an event: `<app>/<function>/<event id>`.
+func WorkflowID(appID, fnID, eventID string) string {
+	return appID + "/" + fnID + "/" + eventID
+}
+
+// keyReader is an endless deterministic byte stream derived from a key, used
+// as ULID entropy.
+type keyReader struct {
+	state uint64
+}
+
+func newKeyReader(key string) io.Reader {
+	// FNV-1a of the key seeds a splitmix64 stream.
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return &keyReader{state: h}
+}
+
+func (r *keyReader) Read(p []byte) (int, error) {
+	for i := range p {
+		if i%8 == 0 {
+			r.state += 0x9e3779b97f4a7c15
+		}
+		z := r.state
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		p[i] = byte(z >> (8 * (i % 8)))
+	}
+	return len(p), nil
+}

@@ -1,0 +1,117 @@
+// Package waits owns the rule by which an event resolves a wait (a
+// step.WaitForEvent or a cancelOn) and the binding of a wait's indexed key
+// from the run's triggering event. The router applies the rule to the events
+// it claims, and the registration endpoint to the events that arrived before
+// the wait was stored; both use this package, so both decide alike. It does
+// no I/O.
+package waits
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/herald-run/herald/internal/wire"
+	"github.com/herald-run/herald/store"
+	"github.com/herald-run/herald/triggers"
+)
+
+// DefaultEvalTimeout bounds one evaluation of a wait condition when
+// NewMatcher is given none.
+const DefaultEvalTimeout = 100 * time.Millisecond
+
+// Matcher decides whether an event resolves a wait. It is safe for
+// concurrent use.
+type Matcher struct {
+	env         *triggers.Env
+	evalTimeout time.Duration
+}
+
+// NewMatcher returns a matcher over the wait CEL environment (`event` is the
+// run's triggering event, `async` the candidate). evalTimeout bounds one
+// condition's evaluation; 0 means DefaultEvalTimeout.
+func NewMatcher(evalTimeout time.Duration) (*Matcher, error) {
+	env, err := triggers.NewWaitEnv()
+	if err != nil {
+		return nil, err
+	}
+	if evalTimeout <= 0 {
+		evalTimeout = DefaultEvalTimeout
+	}
+	return &Matcher{env: env, evalTimeout: evalTimeout}, nil
+}
+
+// Env returns the wait CEL environment.
+func (m *Matcher) Env() *triggers.Env { return m.env }
+
+// Matches reports whether the event e (with activation act) resolves w. The
+// key was already compared by the caller when w came from an index lookup;
+// it is compared again here so the function stands alone. The event that
+// started the run never resolves its own wait.
+func (m *Matcher) Matches(ctx context.Context, w store.Wait, e *store.Event, act map[string]any) (bool, error) {
+	if e.Name != w.EventName || e.ReceivedAt.Before(w.Since) {
+		return false, nil
+	}
+	if w.MatchPath != "" {
+		if v, ok := triggers.PathValue(act, w.MatchPath); !ok || v != w.MatchValue {
+			return false, nil
+		}
+	}
+	var trig wire.Event
+	if err := json.Unmarshal(w.TriggerEvent, &trig); err != nil {
+		return false, fmt.Errorf("wait %s: trigger event: %w", w.ID, err)
+	}
+	if e.ID == trig.ID {
+		return false, nil
+	}
+	if w.Expr == "" {
+		return true, nil
+	}
+	prg, err := m.env.Cached(w.Expr)
+	if err != nil {
+		return false, err
+	}
+	tact, err := triggers.EventActivation(trig.Name, trig.Data, trig.ID, trig.TS, trig.V)
+	if err != nil {
+		return false, err
+	}
+	ectx, cancel := context.WithTimeout(ctx, m.evalTimeout)
+	defer cancel()
+	return prg.EvalWait(ectx, tact, act)
+}
+
+// Key is the indexed key of a wait: the candidate event's value at Path must
+// equal Value.
+type Key struct {
+	Path  string
+	Value string
+}
+
+// BindKey returns the indexed key of a wait with the given match path and
+// condition, bound to the run's triggering event (its activation trigger).
+//
+// With a match path, the key is that path and the trigger's value there;
+// bound is false when the trigger has no value there, so no event can match.
+// Without one, an `async.x == event.y` conjunct of cond is indexed the same
+// way (path x, the trigger's value at y); when cond has none, or the trigger
+// has no value at y, the wait has no key (Key{}, true) and every event of its
+// name is a candidate.
+func (m *Matcher) BindKey(match, cond string, trigger map[string]any) (k Key, bound bool) {
+	if match != "" {
+		v, ok := triggers.PathValue(trigger, match)
+		if !ok {
+			return Key{}, false
+		}
+		return Key{Path: match, Value: v}, true
+	}
+	if cond == "" {
+		return Key{}, true
+	}
+	if asyncPath, eventPath, ok := m.env.EqualityKey(cond); ok {
+		if v, ok := triggers.PathValue(trigger, eventPath); ok {
+			return Key{Path: asyncPath, Value: v}, true
+		}
+	}
+	return Key{}, true
+}
