@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -15,8 +16,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/herald-run/herald"
-	"github.com/herald-run/herald/examples/demo/demoapp"
 	"github.com/herald-run/herald/ingest"
 	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporalx"
@@ -32,11 +31,11 @@ or
 
 func devCommand() command {
 	var (
-		addr, dataDir, temporalAddr, namespace, temporalBin *string
-		uiPort                                              *int
-		logLevel                                            *string
-		examples                                            *bool
-		limits                                              limitFlags
+		addr, dataDir, temporalBin, workerCmd *string
+		uiPort                                *int
+		logLevel                              *string
+		limits                                limitFlags
+		temporal                              temporalFlags
 	)
 	return command{
 		name:    "dev",
@@ -44,12 +43,11 @@ func devCommand() command {
 		flags: func(fs *flagSet) {
 			addr = fs.String("addr", "HERALD_ADDR", "127.0.0.1:8288", "address the HTTP API listens on")
 			dataDir = fs.String("data-dir", "HERALD_DATA_DIR", ".herald", "directory for the SQLite database, the Temporal dev server's database and its log")
-			temporalAddr = fs.String("temporal-address", "HERALD_TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port; a dev server is started there unless one already answers")
-			namespace = fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace")
+			temporal = addTemporalFlags(fs, "a dev server is started there unless one already answers")
 			uiPort = fs.Int("temporal-ui-port", "HERALD_TEMPORAL_UI_PORT", 8233, "port of the Temporal Web UI of the dev server Herald starts")
 			temporalBin = fs.String("temporal-cli", "HERALD_TEMPORAL_CLI", "", "path to the temporal CLI binary (default: ./bin/temporal, then PATH)")
 			logLevel = fs.String("log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
-			examples = fs.Bool("examples", "HERALD_EXAMPLES", false, "also run the example app (demo) in-process, as `go run ./examples/demo` would")
+			workerCmd = fs.String("worker", "HERALD_DEV_WORKER", "", "a command that runs your app's worker, started through sh once Herald is ready, with HERALD_URL, TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE set, and stopped with Herald (e.g. 'go run ./examples/demo'; the example app has no in-process mode)")
 			limits = addLimitFlags(fs)
 		},
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
@@ -75,10 +73,10 @@ func devCommand() command {
 			}
 
 			var temporalProc *devServer
-			if temporalx.Reachable(*temporalAddr, 500*time.Millisecond) {
-				log.Info("using the Temporal server already running", "address", *temporalAddr)
+			if temporalx.Reachable(*temporal.address, 500*time.Millisecond) {
+				log.Info("using the Temporal server already running", "address", *temporal.address)
 			} else {
-				temporalProc, err = startTemporalDevServer(log, *temporalBin, *temporalAddr, *namespace, *uiPort, *dataDir)
+				temporalProc, err = startTemporalDevServer(log, *temporalBin, *temporal.address, *temporal.namespace, *uiPort, *dataDir)
 				if err != nil {
 					return err
 				}
@@ -90,7 +88,7 @@ func devCommand() command {
 				return err
 			}
 			defer tr.stop(log)
-			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log, tr.interceptors...)
+			tc, err := temporal.client(log, tr.interceptors...)
 			if err != nil {
 				return err
 			}
@@ -98,18 +96,18 @@ func devCommand() command {
 			if err := waitTemporal(ctx, log, tc, temporalProc); err != nil {
 				return err
 			}
-			if err := temporalx.EnsureSearchAttributes(ctx, tc, *namespace); err != nil {
+			if err := temporalx.EnsureSearchAttributes(ctx, tc, *temporal.namespace); err != nil {
 				return err
 			}
 
-			uiURL := "(the Temporal server at " + *temporalAddr + " was already running)"
+			uiURL := "(the Temporal server at " + *temporal.address + " was already running)"
 			if temporalProc != nil {
 				uiURL = "http://127.0.0.1:" + strconv.Itoa(*uiPort)
 			}
-			// The example worker stops before the Temporal client closes.
-			examplesDone := make(chan struct{})
-			close(examplesDone)
-			defer func() { <-examplesDone }()
+			// The worker is stopped before Herald returns.
+			workerDone := make(chan struct{})
+			close(workerDone)
+			defer func() { <-workerDone }()
 			return server.Run(ctx, server.Options{
 				Addr:     *addr,
 				Store:    st,
@@ -124,11 +122,15 @@ func devCommand() command {
 					ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
 				},
 				Ready: func(ctx context.Context, url string) {
-					if *examples {
-						examplesDone = make(chan struct{})
+					if *workerCmd != "" {
+						workerDone = make(chan struct{})
 						go func() {
-							defer close(examplesDone)
-							runExamples(ctx, log, tc, url)
+							defer close(workerDone)
+							runWorker(ctx, log, *workerCmd, []string{
+								"HERALD_URL=" + url,
+								"TEMPORAL_ADDRESS=" + *temporal.address,
+								"TEMPORAL_NAMESPACE=" + *temporal.namespace,
+							}, fs.stderr)
 						}()
 					}
 					fmt.Fprintf(fs.stderr, "\nHerald dev server is ready.\n"+
@@ -140,8 +142,9 @@ func devCommand() command {
 						"List events and their runs:\n"+
 						"  curl -s %s/v1/events\n"+
 						"  curl -s %s/v1/events/<id>/runs\n\n"+
+						"%s\n"+
 						"Press Ctrl-C to stop.\n\n",
-						url, uiURL, *dataDir, url, url, url)
+						url, uiURL, *dataDir, url, url, url, workerHint(*workerCmd, url))
 				},
 			})
 		},
@@ -274,16 +277,44 @@ func (d *devServer) stop(log *slog.Logger) {
 	}
 }
 
-// runExamples runs the demo app's worker in this process until ctx is done.
-func runExamples(ctx context.Context, log *slog.Logger, tc client.Client, heraldURL string) {
-	w, err := herald.NewWorker(herald.WorkerOptions{App: demoapp.AppID, HeraldURL: heraldURL, Client: tc, Logger: log})
-	if err == nil {
-		err = demoapp.Register(w)
+// runWorker runs the user's worker command through sh, in a process group
+// of its own, until ctx is done; then it sends the group SIGTERM and, after
+// 10 seconds, SIGKILL. A worker that exits on its own is reported; Herald
+// keeps serving.
+func runWorker(ctx context.Context, log *slog.Logger, command string, env []string, out io.Writer) {
+	cmd := exec.Command("/bin/sh", "-c", command)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log.Info("starting the worker", "command", command)
+	if err := cmd.Start(); err != nil {
+		log.Error("the worker did not start", "command", command, "err", err)
+		return
 	}
-	if err == nil {
-		err = w.Run(ctx)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		log.Error("the worker exited; Herald keeps serving (restart the worker, or Herald)", "command", command, "err", err)
+		return
+	case <-ctx.Done():
 	}
-	if err != nil {
-		log.Error("the example app failed to start", "err", err)
+	log.Info("stopping the worker")
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
 	}
+}
+
+// workerHint is the banner's line about the app's worker.
+func workerHint(command, url string) string {
+	if command != "" {
+		return "Worker: " + command + " (stopped with Herald)\n"
+	}
+	return "No worker runs with this Herald. Run your app's worker against it, for example:\n" +
+		"  HERALD_URL=" + url + " go run ./examples/demo\n" +
+		"or start one with Herald: herald dev --worker 'go run ./examples/demo'\n"
 }

@@ -13,12 +13,13 @@ import (
 
 func serveCommand() command {
 	var (
-		addr, dbURL, temporalAddr, namespace, eventKeys, signingKey *string
-		publicURL                                                   *string
-		insecure, migrate                                           *bool
-		logFormat, logLevel                                         *string
-		commitTimeout                                               *time.Duration
-		limits                                                      limitFlags
+		addr, dbURL, eventKeys, signingKey *string
+		publicURL                          *string
+		insecure, migrate                  *bool
+		logFormat, logLevel                *string
+		commitTimeout                      *time.Duration
+		limits                             limitFlags
+		temporal                           temporalFlags
 	)
 	return command{
 		name:    "serve",
@@ -26,8 +27,7 @@ func serveCommand() command {
 		flags: func(fs *flagSet) {
 			addr = fs.String("addr", "HERALD_ADDR", ":8288", "address the HTTP API listens on")
 			dbURL = fs.String("database-url", "HERALD_DATABASE_URL", "", "PostgreSQL URL, e.g. postgres://herald:secret@db:5432/herald (required)")
-			temporalAddr = fs.String("temporal-address", "HERALD_TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
-			namespace = fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace Herald's runs live in")
+			temporal = addTemporalFlags(fs, "")
 			eventKeys = fs.Secret("event-keys", "HERALD_EVENT_KEYS", "comma-separated keys accepted in POST /e/{key} (required unless --insecure)")
 			signingKey = fs.Secret("signing-key", "HERALD_SIGNING_KEY", "key the REST API requires as 'Authorization: Bearer <key>' (required unless --insecure)")
 			publicURL = fs.String("public-url", "HERALD_PUBLIC_URL", "", "base URL senders reach Herald at, for webhook delivery URLs (default: the scheme and host of each request)")
@@ -69,7 +69,7 @@ func serveCommand() command {
 				return err
 			}
 			defer tr.stop(log)
-			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log, tr.interceptors...)
+			tc, err := temporal.client(log, tr.interceptors...)
 			if err != nil {
 				return err
 			}
@@ -92,7 +92,7 @@ func serveCommand() command {
 					ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
 				},
 				Ready: func(_ context.Context, url string) {
-					log.Info("herald serving", "url", url, "database", redactURL(*dbURL), "temporal", *temporalAddr, "namespace", *namespace, "event_keys", len(keys))
+					log.Info("herald serving", "url", url, "database", redactURL(*dbURL), "temporal", *temporal.address, "namespace", *temporal.namespace, "event_keys", len(keys))
 				},
 			})
 		},
@@ -112,16 +112,16 @@ func splitList(s string) []string {
 
 func migrateCommand() command {
 	var (
-		dbURL, temporalAddr, namespace *string
-		skipTemporal                   *bool
+		dbURL        *string
+		skipTemporal *bool
+		temporal     temporalFlags
 	)
 	return command{
 		name:    "migrate",
 		summary: "apply database migrations and register Herald's search attributes on the Temporal namespace",
 		flags: func(fs *flagSet) {
 			dbURL = fs.String("database-url", "HERALD_DATABASE_URL", "", "postgres://... or sqlite:PATH (required)")
-			temporalAddr = fs.String("temporal-address", "HERALD_TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
-			namespace = fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace to register search attributes on")
+			temporal = addTemporalFlags(fs, "")
 			skipTemporal = fs.Bool("skip-temporal", "HERALD_MIGRATE_SKIP_TEMPORAL", false, "only migrate the database; do not contact Temporal")
 		},
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
@@ -141,17 +141,17 @@ func migrateCommand() command {
 				return nil
 			}
 			log, _ := newLogger("text", "error")
-			tc, err := temporalx.NewLazyClient(*temporalAddr, *namespace, log)
+			tc, err := temporal.client(log)
 			if err != nil {
 				return err
 			}
 			defer tc.Close()
 			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			if err := temporalx.EnsureSearchAttributes(tctx, tc, *namespace); err != nil {
-				return fmt.Errorf("%w (is Temporal running at %s? use --skip-temporal to migrate only the database)", err, *temporalAddr)
+			if err := temporalx.EnsureSearchAttributes(tctx, tc, *temporal.namespace); err != nil {
+				return fmt.Errorf("%w (is Temporal running at %s? use --skip-temporal to migrate only the database)", err, *temporal.address)
 			}
-			fmt.Fprintf(fs.stdout, "search attributes registered on namespace %q: %s\n", *namespace, strings.Join(temporalx.SearchAttributes, ", "))
+			fmt.Fprintf(fs.stdout, "search attributes registered on namespace %q: %s\n", *temporal.namespace, strings.Join(temporalx.SearchAttributes, ", "))
 			return nil
 		},
 	}

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/tracing"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/router"
@@ -127,4 +129,29 @@ func newLogger(format, level string) (*slog.Logger, error) {
 	default:
 		return nil, usageError{fmt.Sprintf("log format %q: use text or json", format)}
 	}
+}
+
+// temporalFlags are the Temporal connection flags every command that talks
+// to Temporal exposes, declared once so their names, variables and defaults
+// cannot drift apart.
+type temporalFlags struct {
+	address, namespace *string
+}
+
+// addTemporalFlags declares --temporal-address and --temporal-namespace;
+// addressHelp completes the address flag's help for the command.
+func addTemporalFlags(fs *flagSet, addressHelp string) temporalFlags {
+	help := "Temporal frontend host:port"
+	if addressHelp != "" {
+		help += "; " + addressHelp
+	}
+	return temporalFlags{
+		address:   fs.String("temporal-address", "HERALD_TEMPORAL_ADDRESS", "127.0.0.1:7233", help),
+		namespace: fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace Herald's runs live in"),
+	}
+}
+
+// client returns a lazily connecting Temporal client for the flags.
+func (f temporalFlags) client(log *slog.Logger, interceptors ...interceptor.ClientInterceptor) (client.Client, error) {
+	return temporalx.NewLazyClient(*f.address, *f.namespace, log, interceptors...)
 }

@@ -1,8 +1,10 @@
 // Command demo is Herald's example worker: it syncs the demo app's functions
-// to a running Herald and runs them on Temporal until interrupted.
+// to a running Herald and runs them on Temporal until interrupted. It is a
+// process of its own, as a user's app is; Herald does not link it.
 //
-//	make dev                # in one terminal (or any Herald and Temporal)
-//	go run ./examples/demo  # in another
+//	make dev                                  # Herald, Temporal and this worker together
+//	herald dev --worker 'go run ./examples/demo'   # the same by hand
+//	go run ./examples/demo                    # against a Herald already running
 //
 // Environment: HERALD_URL (default http://127.0.0.1:8288), HERALD_SIGNING_KEY,
 // TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE (default
