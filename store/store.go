@@ -74,6 +74,14 @@ const (
 	MaxListLimit = 100
 )
 
+// Page returns what a driver's ListEvents needs of f's paging: the sequence
+// number to list below (0 for the first page) and the page size. A cursor the
+// store did not issue gives ErrInvalidCursor.
+func (f EventFilter) Page() (before int64, limit int, err error) {
+	before, err = DecodeCursor(f.Cursor)
+	return before, f.EffectiveLimit(), err
+}
+
 // EffectiveLimit returns the page size a driver uses for f.
 func (f EventFilter) EffectiveLimit() int {
 	switch {

@@ -23,11 +23,10 @@ func (c *claimTx) Limit(ctx context.Context, key string, now time.Time, emission
 	if err := store.ValidateLimit(key, emission, tolerance); err != nil {
 		return time.Time{}, false, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return time.Time{}, false, errClaimOver
+	if err := c.enter(); err != nil {
+		return time.Time{}, false, err
 	}
+	defer c.mu.Unlock()
 	// A refused request changes nothing, so the common case under load (a
 	// key over its limit) is one locking read and no write. A missing row is
 	// inserted at its new TAT; when a concurrent claim inserted it first, the
@@ -83,11 +82,10 @@ func (c *claimTx) TakeKey(ctx context.Context, key, runID string, now, expires t
 	if err := store.ValidateHolder("take key", key, runID); err != nil {
 		return false, "", err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return false, "", errClaimOver
+	if err := c.enter(); err != nil {
+		return false, "", err
 	}
+	defer c.mu.Unlock()
 	var holder string
 	err := c.tx.QueryRow(ctx, takeKeySQL, key, runID, now, expires).Scan(&holder)
 	if err == nil {
@@ -122,11 +120,10 @@ func (c *claimTx) SingletonHolder(ctx context.Context, key string) (string, stri
 	if key == "" {
 		return "", "", errors.New("store: singleton holder: a key is required")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return "", "", errClaimOver
+	if err := c.enter(); err != nil {
+		return "", "", err
 	}
+	defer c.mu.Unlock()
 	if err := c.lockSingleton(ctx, key); err != nil {
 		return "", "", wrapErr("singleton holder", err)
 	}
@@ -146,11 +143,10 @@ func (c *claimTx) SetSingleton(ctx context.Context, key, runID, workflowID strin
 	if err := store.ValidateHolder("set singleton", key, runID); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return errClaimOver
+	if err := c.enter(); err != nil {
+		return err
 	}
+	defer c.mu.Unlock()
 	// Also here, for a claim that sets a holder without reading it first.
 	if err := c.lockSingleton(ctx, key); err != nil {
 		return wrapErr("set singleton", err)

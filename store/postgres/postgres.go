@@ -310,11 +310,10 @@ func (d *Driver) GetEvent(ctx context.Context, id string) (store.Event, error) {
 
 // ListEvents pages through events newest first.
 func (d *Driver) ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, string, error) {
-	before, err := store.DecodeCursor(f.Cursor)
+	before, limit, err := f.Page()
 	if err != nil {
 		return nil, "", err
 	}
-	limit := f.EffectiveLimit()
 	var after, until *time.Time
 	if !f.ReceivedAfter.IsZero() {
 		after = &f.ReceivedAfter

@@ -35,17 +35,28 @@ func (c *claimTx) close() {
 	c.mu.Unlock()
 }
 
+// enter guards every call on the claim: calls are serialized, and none runs
+// after the claim's fn returned. On success the caller holds c.mu and
+// releases it when done.
+func (c *claimTx) enter() error {
+	c.mu.Lock()
+	if c.over {
+		c.mu.Unlock()
+		return errClaimOver
+	}
+	return nil
+}
+
 // WaitPaths returns the match paths registered for names, each sorted.
 func (c *claimTx) WaitPaths(ctx context.Context, names []string) (map[string][]string, error) {
 	out := map[string][]string{}
 	if len(names) == 0 {
 		return out, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return nil, errClaimOver
+	if err := c.enter(); err != nil {
+		return nil, err
 	}
+	defer c.mu.Unlock()
 	rows, err := c.tx.Query(ctx, `SELECT event_name, match_path FROM wait_paths
 		WHERE event_name = ANY($1) ORDER BY event_name, match_path`, names)
 	if err != nil {
@@ -90,11 +101,10 @@ func (c *claimTx) CandidateWaits(ctx context.Context, names []string, keys []sto
 	for i, k := range all {
 		en[i], mp[i], mv[i] = k.EventName, k.MatchPath, k.MatchValue
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return nil, errClaimOver
+	if err := c.enter(); err != nil {
+		return nil, err
 	}
+	defer c.mu.Unlock()
 	rows, err := c.tx.Query(ctx, candidateWaitsSQL, en, mp, mv)
 	if err != nil {
 		return nil, wrapErr("candidate waits", err)

@@ -49,11 +49,10 @@ func (c *claimTx) Limit(ctx context.Context, key string, now time.Time, emission
 	if err := store.ValidateLimit(key, emission, tolerance); err != nil {
 		return time.Time{}, false, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return time.Time{}, false, errClaimOver
+	if err := c.enter(); err != nil {
+		return time.Time{}, false, err
 	}
+	defer c.mu.Unlock()
 	var tat time.Time
 	if ms, ok := c.flow.limits[key]; ok {
 		tat = time.UnixMilli(ms).UTC()
@@ -80,11 +79,10 @@ func (c *claimTx) TakeKey(ctx context.Context, key, runID string, now, expires t
 	if err := store.ValidateHolder("take key", key, runID); err != nil {
 		return false, "", err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return false, "", errClaimOver
+	if err := c.enter(); err != nil {
+		return false, "", err
 	}
+	defer c.mu.Unlock()
 	held, ok := c.flow.keys[key]
 	if !ok {
 		err := c.db.QueryRowContext(ctx, `SELECT run_id, expires_at FROM idempotency_keys WHERE key = ?`, key).
@@ -108,11 +106,10 @@ func (c *claimTx) SingletonHolder(ctx context.Context, key string) (string, stri
 	if key == "" {
 		return "", "", errors.New("store: singleton holder: a key is required")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return "", "", errClaimOver
+	if err := c.enter(); err != nil {
+		return "", "", err
 	}
+	defer c.mu.Unlock()
 	if h, ok := c.flow.singletons[key]; ok {
 		return h.runID, h.workflowID, nil
 	}
@@ -129,11 +126,10 @@ func (c *claimTx) SetSingleton(_ context.Context, key, runID, workflowID string)
 	if err := store.ValidateHolder("set singleton", key, runID); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return errClaimOver
+	if err := c.enter(); err != nil {
+		return err
 	}
+	defer c.mu.Unlock()
 	c.flow.singletons[key] = singletonHolder{runID: runID, workflowID: workflowID}
 	return nil
 }

@@ -37,17 +37,28 @@ func (c *claimTx) close() {
 	c.mu.Unlock()
 }
 
+// enter guards every call on the claim: calls are serialized, and none runs
+// after the claim's fn returned. On success the caller holds c.mu and
+// releases it when done.
+func (c *claimTx) enter() error {
+	c.mu.Lock()
+	if c.over {
+		c.mu.Unlock()
+		return errClaimOver
+	}
+	return nil
+}
+
 // WaitPaths returns the match paths registered for names, each sorted.
 func (c *claimTx) WaitPaths(ctx context.Context, names []string) (map[string][]string, error) {
 	out := map[string][]string{}
 	if len(names) == 0 {
 		return out, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return nil, errClaimOver
+	if err := c.enter(); err != nil {
+		return nil, err
 	}
+	defer c.mu.Unlock()
 	stmt, err := c.db.PrepareContext(ctx, `SELECT match_path FROM wait_paths WHERE event_name = ? ORDER BY match_path`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: wait paths: %w", err)
@@ -85,11 +96,10 @@ func (c *claimTx) CandidateWaits(ctx context.Context, names []string, keys []sto
 	if len(all) == 0 {
 		return nil, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.over {
-		return nil, errClaimOver
+	if err := c.enter(); err != nil {
+		return nil, err
 	}
+	defer c.mu.Unlock()
 	stmt, err := c.db.PrepareContext(ctx, `SELECT `+waitColumns+` FROM waits
 		WHERE event_name = ? AND match_path = ? AND match_value = ? AND resolved_at IS NULL AND expires_at > ?`)
 	if err != nil {
