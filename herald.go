@@ -1,16 +1,3 @@
-// Package herald is the Go SDK of Herald, an event-driven function platform on
-// Temporal. A function is a Go workflow plus its triggers, declared with
-// NewFunction; a Worker syncs an app's functions to Herald and runs them on a
-// Temporal task queue. Steps (package step) make a function durable: each
-// step.Run is a Temporal activity, each step.Sleep a timer.
-//
-//	welcome := herald.NewFunction(herald.FunctionOpts{
-//		ID:       "welcome-email",
-//		Triggers: []herald.Trigger{herald.OnEvent("demo/user.signup", `event.data.plan == "pro"`)},
-//	}, func(ctx workflow.Context, in herald.Input[Signup]) (Result, error) {
-//		sent, err := step.Run[bool](ctx, "send-welcome", SendWelcome, in.Event.Data.Email)
-//		...
-//	})
 package herald
 
 import (
