@@ -1,8 +1,6 @@
 package herald
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,7 +27,7 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 			req.RunID = info.WorkflowExecution.RunID
 		}
 		if req.Event.ID == "" {
-			req.Event.ID = deriveID(info.WorkflowExecution.ID, "event")
+			req.Event.ID = wire.DerivedEventID(info.WorkflowExecution.ID, "event")
 		}
 		if req.Event.TS == 0 {
 			req.Event.TS = info.WorkflowStartTime.UnixMilli()
@@ -130,10 +128,4 @@ func (f *Function) finishTimeout(ctx, sctx workflow.Context) (hctx workflow.Cont
 		}
 	})
 	return hctx, timedOut, cancelTimer
-}
-
-// deriveID returns a deterministic event id from its parts.
-func deriveID(parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return hex.EncodeToString(h[:16])
 }

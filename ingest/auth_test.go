@@ -39,20 +39,22 @@ var openRoutes = []route{
 	{http.MethodPost, "/e/:key"},
 	{http.MethodPost, "/w/:id"},
 	{http.MethodGet, "/healthz"},
+	{http.MethodHead, "/healthz"},
 	{http.MethodGet, "/readyz"},
-	{http.MethodGet, "/metrics"},
+	{http.MethodHead, "/readyz"},
 }
 
-// v1Routes lists the /v1 routes the server's gin engine serves, so a route
-// added later is covered without editing this test. It fails if a route
-// outside /v1 is not one of openRoutes, and if well-known /v1 routes are
-// missing, so the tests using it cannot pass on an empty list.
+// v1Routes lists the routes behind the signing key that the server's gin
+// engine serves (every /v1 route, and /metrics), so a route added later is
+// covered without editing this test. It fails if another route is not one
+// of openRoutes, and if well-known signed routes are missing, so the tests
+// using it cannot pass on an empty list.
 func v1Routes(t *testing.T, srv *ingest.Server) []route {
 	t.Helper()
 	var v1 []route
 	for _, ri := range srv.Engine().Routes() {
 		r := route{ri.Method, ri.Path}
-		if strings.HasPrefix(ri.Path, "/v1/") || ri.Path == "/v1" {
+		if strings.HasPrefix(ri.Path, "/v1/") || ri.Path == "/v1" || ri.Path == "/metrics" {
 			v1 = append(v1, r)
 			continue
 		}
@@ -66,6 +68,8 @@ func v1Routes(t *testing.T, srv *ingest.Server) []route {
 		{http.MethodPost, "/v1/apps/:app/sync"},
 		{http.MethodPost, "/v1/invoke/*function_id"},
 		{http.MethodPost, "/v1/cancellations"},
+		{http.MethodGet, "/metrics"},
+		{http.MethodHead, "/v1/events/:id"},
 	} {
 		require.Contains(t, v1, known)
 	}
@@ -87,9 +91,9 @@ func concretePath(pattern string) string {
 	return strings.Join(segs, "/")
 }
 
-// requestBody returns body for a route that takes one, and nil for GET.
+// requestBody returns body for a route that takes one, and nil for GET and HEAD.
 func requestBody(method, body string) io.Reader {
-	if method == http.MethodGet {
+	if method == http.MethodGet || method == http.MethodHead {
 		return nil
 	}
 	return strings.NewReader(body)
@@ -129,6 +133,10 @@ func TestRESTRoutesRequireSigningKey(t *testing.T) {
 				// would store.
 				resp := b.do(t, r.method, path, requestBody(r.method, `{"name":"auth/probe","id":"auth-probe"}`), header)
 				t.Run(r.String()+" "+tc.authorization, func(t *testing.T) {
+					if r.method == http.MethodHead {
+						require.Equal(t, http.StatusUnauthorized, resp.status) // a HEAD reply has no body
+						return
+					}
 					requireError(t, resp, http.StatusUnauthorized, tc.message)
 				})
 			}

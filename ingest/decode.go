@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/store"
 )
 
@@ -219,7 +221,7 @@ func validateWire(w *wireEvent, i int, received time.Time, out *store.Event) err
 		return &ValidationError{Index: i, Field: "name", Rule: fmt.Sprintf("must be 1 to %d characters", MaxNameLen)}
 	}
 	if hasControl(name) {
-		return &ValidationError{Index: i, Field: "name", Rule: "must not contain control characters"}
+		return &ValidationError{Index: i, Field: "name", Rule: "must not contain control characters, Unicode format characters or line separators"}
 	}
 	if len(name) >= len(ReservedPrefix) && strings.EqualFold(name[:len(ReservedPrefix)], ReservedPrefix) {
 		return &ValidationError{Index: i, Field: "name", Rule: `must not start with "herald/": that prefix is reserved for Herald's system events`}
@@ -231,8 +233,8 @@ func validateWire(w *wireEvent, i int, received time.Time, out *store.Event) err
 	case isAbsent(w.Data):
 		out.Data = emptyObject
 	case w.Data[0] == '{':
-		if hasNULEscape(w.Data) {
-			return &ValidationError{Index: i, Field: "data", Rule: `must not contain the escape \u0000 (a NUL character cannot be stored)`}
+		if rule := dataRule(w.Data); rule != "" {
+			return &ValidationError{Index: i, Field: "data", Rule: rule}
 		}
 		out.Data = w.Data
 	default:
@@ -249,7 +251,7 @@ func validateWire(w *wireEvent, i int, received time.Time, out *store.Event) err
 			return &ValidationError{Index: i, Field: "id", Rule: fmt.Sprintf("must be at most %d characters", MaxIDLen)}
 		}
 		if hasControl(id) {
-			return &ValidationError{Index: i, Field: "id", Rule: "must not contain control characters"}
+			return &ValidationError{Index: i, Field: "id", Rule: "must not contain control characters, Unicode format characters or line separators"}
 		}
 		out.ID = id
 	}
@@ -280,11 +282,24 @@ func validateWire(w *wireEvent, i int, received time.Time, out *store.Event) err
 			return &ValidationError{Index: i, Field: "v", Rule: "must be a string"}
 		}
 		if utf8.RuneCountInString(v) > MaxIDLen || hasControl(v) {
-			return &ValidationError{Index: i, Field: "v", Rule: fmt.Sprintf("must be at most %d characters, without control characters", MaxIDLen)}
+			return &ValidationError{Index: i, Field: "v", Rule: fmt.Sprintf("must be at most %d characters, without control characters, Unicode format characters or line separators", MaxIDLen)}
 		}
 		out.V = v
 	}
 	out.ReceivedAt = received
+	return nil
+}
+
+// refuseDerivedIDs refuses events whose id is in the space Herald derives its
+// own event ids in (wire.DerivedIDPrefix): a client that could send such an
+// id first would suppress the system event or step event Herald stores under
+// it. Only signed requests (workers) may use it.
+func refuseDerivedIDs(events []store.Event) error {
+	for i := range events {
+		if !events[i].Fresh && strings.HasPrefix(events[i].ID, wire.DerivedIDPrefix) {
+			return &ValidationError{Index: i, Field: "id", Rule: fmt.Sprintf("must not start with %q: that prefix is reserved for the ids Herald derives for its own events", wire.DerivedIDPrefix)}
+		}
+	}
 	return nil
 }
 
@@ -391,29 +406,137 @@ func jsonString(raw json.RawMessage) (string, bool) {
 	return s, true
 }
 
+// hasControl reports whether s holds a character that has no place in a name
+// or id: an ASCII or Unicode control character (U+0000-U+001F, U+007F,
+// U+0080-U+009F such as U+0085), a format character (Cf: U+200B, the
+// bidirectional overrides such as U+202E, ...), or a line or paragraph
+// separator (U+2028, U+2029). They are invisible or reorder text in logs,
+// the console and terminals.
 func hasControl(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
+		c := s[i]
+		if c < 0x20 || c == 0x7f {
+			return true
+		}
+		if c >= utf8.RuneSelf {
+			return hasUnicodeControl(s[i:])
+		}
+	}
+	return false
+}
+
+func hasUnicodeControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r) {
 			return true
 		}
 	}
 	return false
 }
 
-// hasNULEscape reports whether raw JSON holds the escape \u0000, which neither
-// Postgres jsonb nor text can store. An escaped backslash before "u0000" does
-// not count.
-func hasNULEscape(raw []byte) bool {
-	for i := 0; i+5 < len(raw); i++ {
-		if raw[i] != '\\' {
+// dataRule returns the rule an event's data (syntactically valid JSON, as
+// the decoder has checked) breaks, or "". Herald must be able to store and
+// evaluate every event it accepts, so it refuses what Postgres or the
+// expression evaluator cannot take: invalid UTF-8, the escape \u0000, a
+// lone UTF-16 surrogate escape, and a number beyond the range of a 64-bit
+// float. It is one pass over the bytes; only numbers with an exponent or
+// more than 15 digits are parsed.
+func dataRule(raw []byte) string {
+	if !utf8.Valid(raw) {
+		return "must be valid UTF-8"
+	}
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if inString {
+			switch {
+			case c == '"':
+				inString = false
+			case c == '\\' && i+5 < len(raw) && raw[i+1] == 'u':
+				r := hex4(raw[i+2 : i+6])
+				switch {
+				case r == 0:
+					return `must not contain the escape \u0000 (a NUL character cannot be stored)`
+				case r >= 0xD800 && r < 0xDC00:
+					// A high surrogate must be followed by a low one.
+					if i+11 < len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+						if lo := hex4(raw[i+8 : i+12]); lo >= 0xDC00 && lo < 0xE000 {
+							i += 11
+							continue
+						}
+					}
+					return "must not contain a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF without its pair)"
+				case r >= 0xDC00 && r < 0xE000:
+					return "must not contain a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF without its pair)"
+				}
+				i += 5
+			case c == '\\':
+				i++ // the escaped character, so "\\u0000" is not read as an escape
+			}
 			continue
 		}
-		if raw[i+1] == 'u' && string(raw[i+2:i+6]) == "0000" {
-			return true
+		switch {
+		case c == '"':
+			inString = true
+		case c == '-' || c >= '0' && c <= '9':
+			j, exp := i+1, false
+			for ; j < len(raw); j++ {
+				d := raw[j]
+				if d == 'e' || d == 'E' {
+					exp = true
+				} else if !(d >= '0' && d <= '9' || d == '.' || d == '+' || d == '-') {
+					break
+				}
+			}
+			if exp || j-i > 15 {
+				if !float64Representable(raw[i:j]) {
+					return "must not hold a number a 64-bit float cannot represent (beyond about ±1.8e308, or nonzero below about 4.9e-324)"
+				}
+			}
+			i = j - 1
 		}
-		i++ // skip the escaped character, so "\\u0000" is not read as an escape
 	}
-	return false
+	return ""
+}
+
+// float64Representable reports whether the JSON number num is within
+// float64's range: neither too large (ParseFloat's range error) nor a nonzero
+// number that rounds to zero (which PostgreSQL's numeric refuses past its
+// scale, and which would not compare as the sender meant).
+func float64Representable(num []byte) bool {
+	f, err := strconv.ParseFloat(string(num), 64)
+	if err != nil {
+		return false
+	}
+	if f != 0 {
+		return true
+	}
+	for _, d := range num {
+		switch {
+		case d == 'e' || d == 'E':
+			return true // only zeros before the exponent: a true zero
+		case d >= '1' && d <= '9':
+			return false
+		}
+	}
+	return true
+}
+
+// hex4 decodes four hex digits; the decoder has checked they are hex.
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			r |= rune(c-'A') + 10
+		}
+	}
+	return r
 }
 
 // jsonErrorText turns encoding/json's messages into something a client can act on.

@@ -174,6 +174,27 @@ func TestDecodeEventsRejects(t *testing.T) {
 		{name: "id 257 two-byte runes", body: `{"name":"a","id":"` + strings.Repeat("ż", 257) + `"}`, index: 0, field: "id", rule: "at most 256"},
 		{name: "id control character", body: `{"name":"a","id":"a\nb"}`, index: 0, field: "id", rule: "control characters"},
 
+		// Unicode control, format and separator characters (issue: accepted
+		// before, and invisible or reordering text in logs and terminals).
+		{name: "name NEL U+0085", body: "{\"name\":\"a\u0085b\"}", index: 0, field: "name", rule: "control characters"},
+		{name: "name line separator U+2028", body: "{\"name\":\"a\u2028b\"}", index: 0, field: "name", rule: "line separators"},
+		{name: "name right-to-left override U+202E", body: "{\"name\":\"a\u202eb\"}", index: 0, field: "name", rule: "format characters"},
+		{name: "name zero width space U+200B", body: "{\"name\":\"a\u200bb\"}", index: 0, field: "name", rule: "format characters"},
+		{name: "name raw U+202E", body: "{\"name\":\"a‮b\"}", index: 0, field: "name", rule: "format characters"},
+		{name: "id U+2029", body: "{\"name\":\"a\",\"id\":\"x\u2029\"}", index: 0, field: "id", rule: "line separators"},
+		{name: "v U+200B", body: "{\"name\":\"a\",\"v\":\"1\u200b\"}", index: 0, field: "v", rule: "format characters"},
+
+		// data Herald could not store or evaluate
+		{name: "data number beyond float64", body: withData(`{"x":1e400}`), index: 0, field: "data", rule: "64-bit float"},
+		{name: "data negative number beyond float64", body: withData(`{"x":[-1.5E+309]}`), index: 0, field: "data", rule: "64-bit float"},
+		{name: "data 401-digit number", body: withData(`{"x":1` + strings.Repeat("0", 400) + `}`), index: 0, field: "data", rule: "64-bit float"},
+		{name: "data number underflowing float64", body: withData(`{"x":1e-20000}`), index: 0, field: "data", rule: "64-bit float"},
+		{name: "data invalid UTF-8", body: withData("{\"s\":\"a\xffb\"}"), index: 0, field: "data", rule: "valid UTF-8"},
+		{name: "data lone high surrogate", body: withData(`{"s":"\ud800"}`), index: 0, field: "data", rule: "surrogate"},
+		{name: "data lone low surrogate", body: withData(`{"s":"x\uDC00"}`), index: 0, field: "data", rule: "surrogate"},
+		{name: "data high surrogate then a letter", body: withData(`{"s":"\ud800\u0041"}`), index: 0, field: "data", rule: "surrogate"},
+		{name: "data surrogate in a key", body: withData(`{"\ud83d":1}`), index: 0, field: "data", rule: "surrogate"},
+
 		// ts
 		{name: "ts float", body: `{"name":"a","ts":1714564800123.5}`, index: 0, field: "ts", rule: "must be an integer"},
 		{name: "ts integral float", body: `{"name":"a","ts":1714564800123.0}`, index: 0, field: "ts", rule: "must be an integer"},
@@ -273,6 +294,20 @@ func TestDecodeEventsAccepts(t *testing.T) {
 		t.Parallel()
 		data := `{ "b": [1, 2.5, "x", null, true], "a": {"nested": {}}, "u": "żółw \u2713 \n" }`
 		require.Equal(t, data, string(decodeOne(t, `{"name":"a","data":`+data+`}`).Data))
+	})
+	t.Run("data numbers and strings a 64-bit float and UTF-8 can hold", func(t *testing.T) {
+		t.Parallel()
+		for _, data := range []string{
+			`{"n":1.7976931348623157e308}`,
+			`{"n":-1e308,"m":1e-300,"z":0e-99999,"w":0.000}`,
+			`{"n":123456789012345678901234567890}`,
+			`{"s":"\ud83d\ude00 paired surrogates"}`,
+			`{"s":"\\ud800 is text here, not an escape"}`,
+			`{"s":"1e400 in a string is not a number"}`,
+			`{"e":"\u00e9","emoji":"😀","nel in data":"\u0085"}`,
+		} {
+			require.Equal(t, data, string(decodeOne(t, `{"name":"a","data":`+data+`}`).Data))
+		}
 	})
 	t.Run("data escaped backslash before u0000", func(t *testing.T) {
 		t.Parallel()

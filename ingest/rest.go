@@ -83,18 +83,30 @@ func (s *Server) storeError(c *gin.Context, err error) {
 	writeError(c, http.StatusServiceUnavailable, "the store is unavailable; retry the request")
 }
 
-// parseTimeParam accepts RFC 3339 or integer milliseconds since the epoch; the
-// empty string is the zero time.
+// Times a REST filter may name: from the Unix epoch to the end of year 9999,
+// which every store and time format holds.
+var (
+	minFilterTime = time.Unix(0, 0).UTC()
+	maxFilterTime = time.Date(9999, 12, 31, 23, 59, 59, 999_000_000, time.UTC)
+)
+
+// parseTimeParam accepts RFC 3339 or integer milliseconds since the epoch,
+// from 1970 to the end of year 9999; the empty string is the zero time.
 func parseTimeParam(v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
+	var t time.Time
 	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
-		return time.UnixMilli(ms).UTC(), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
+		if ms < 0 || ms > maxFilterTime.UnixMilli() {
+			return time.Time{}, fmt.Errorf("must be between 0 and %d milliseconds since the Unix epoch (the end of year 9999)", maxFilterTime.UnixMilli())
+		}
+		t = time.UnixMilli(ms).UTC()
+	} else if t, err = time.Parse(time.RFC3339Nano, v); err != nil {
 		return time.Time{}, errors.New("must be an RFC 3339 time (2026-01-02T15:04:05Z) or milliseconds since the Unix epoch")
+	}
+	if t.Before(minFilterTime) || t.After(maxFilterTime) {
+		return time.Time{}, errors.New("must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z")
 	}
 	return t, nil
 }

@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,7 +269,7 @@ func (s *Server) handleFinishRun(c *gin.Context) {
 			writeError(c, http.StatusBadRequest, "finish body: "+err.Error())
 			return
 		}
-		sys = &store.Event{ID: systemEventID(runID, name), Name: name, Data: data, TS: now.UnixMilli(), ReceivedAt: now}
+		sys = &store.Event{ID: wire.DerivedEventID(runID, name), Name: name, Data: data, TS: now.UnixMilli(), ReceivedAt: now}
 	}
 	if err := s.cfg.Store.FinishRun(c.Request.Context(), run, sys); err != nil {
 		if errors.Is(err, store.ErrInvalidData) {
@@ -292,11 +290,6 @@ func orNull(raw json.RawMessage) []byte {
 		return []byte("null")
 	}
 	return raw
-}
-
-func systemEventID(runID, name string) string {
-	h := sha256.Sum256([]byte(runID + "\x00" + name))
-	return hex.EncodeToString(h[:16])
 }
 
 func decodeJSONBody(c *gin.Context, out any, limit int64) error {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,11 @@ type Config struct {
 	EventKeys []string
 	// AllowAnyEventKey accepts every event key; for `herald dev` only.
 	AllowAnyEventKey bool
+	// MetricsElsewhere leaves GET /metrics out of Handler, because the
+	// process serves MetricsHandler on a listener of its own (herald serve
+	// --metrics-addr). Otherwise /metrics is served by Handler, behind the
+	// signing key when one is set.
+	MetricsElsewhere bool
 	// SigningKey, when set, must be sent as "Authorization: Bearer <key>" on
 	// every /v1 route. Empty leaves /v1 open; `herald serve` never does that
 	// without --insecure.
@@ -206,12 +212,15 @@ func (s *Server) Close() {
 func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// No redirects: /e/{key}/ would answer with the key in Location.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
 	// Event and run ids may hold "/": clients escape it (%2F) and the route
 	// parameter is unescaped after matching.
 	r.UseRawPath = true
 	r.UnescapePathValues = true
 	r.ContextWithFallback = true
-	r.Use(s.recover, s.metrics.middleware)
+	r.Use(s.recover, s.metrics.middleware, checkParams)
 	if s.cfg.Tracing {
 		r.Use(s.trace)
 	}
@@ -225,30 +234,66 @@ func (s *Server) routes() *gin.Engine {
 	r.POST("/e/:key", s.handleIngest)
 	// Public by design: each delivery is authenticated by its signature.
 	r.POST("/w/:id", s.handleWebhookDelivery)
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", s.handleReady)
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{})))
+	get(r, "/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	get(r, "/readyz", s.handleReady)
+	if !s.cfg.MetricsElsewhere {
+		get(r, "/metrics", s.requireSigningKey, gin.WrapH(s.MetricsHandler()))
+	}
 
 	v1 := r.Group("/v1", s.requireSigningKey)
-	v1.GET("/events", s.handleListEvents)
-	v1.GET("/events/:id", s.handleGetEvent)
+	get(v1, "/events", s.handleListEvents)
+	get(v1, "/events/:id", s.handleGetEvent)
 	v1.POST("/events", s.handleIngest)
-	v1.GET("/events/:id/runs", s.handleEventRuns)
-	v1.GET("/runs/:id", s.handleGetRun)
+	get(v1, "/events/:id/runs", s.handleEventRuns)
+	get(v1, "/runs/:id", s.handleGetRun)
 	v1.DELETE("/runs/:id", s.handleCancelRun)
 	v1.POST("/runs/:id/finish", s.handleFinishRun)
-	v1.GET("/functions", s.handleListFunctions)
+	get(v1, "/functions", s.handleListFunctions)
 	v1.POST("/apps/:app/sync", s.handleSync)
 	v1.POST("/invoke/*function_id", s.handleInvoke)
 	v1.POST("/waits", s.handleRegisterWait)
 	v1.POST("/cancellations", s.handleCreateCancellation)
-	v1.GET("/cancellations/:id", s.handleGetCancellation)
+	get(v1, "/cancellations/:id", s.handleGetCancellation)
 	v1.POST("/webhooks", s.handleCreateWebhook)
-	v1.GET("/webhooks", s.handleListWebhooks)
-	v1.GET("/webhooks/:id", s.handleGetWebhook)
+	get(v1, "/webhooks", s.handleListWebhooks)
+	get(v1, "/webhooks/:id", s.handleGetWebhook)
 	v1.PATCH("/webhooks/:id", s.handleUpdateWebhook)
 	v1.DELETE("/webhooks/:id", s.handleDeleteWebhook)
 	return r
+}
+
+// get serves a GET route and answers HEAD on it too (without a body).
+func get(r gin.IRoutes, path string, handlers ...gin.HandlerFunc) {
+	r.GET(path, handlers...)
+	r.HEAD(path, handlers...)
+}
+
+// MetricsHandler serves Herald's Prometheus metrics, with no authentication:
+// mount it on a listener only operators reach (see Config.MetricsElsewhere).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{})
+}
+
+// checkParams refuses path and query parameters that no stored id, name or
+// filter can hold (invalid UTF-8, control characters) with a 400 naming the
+// parameter, before any handler passes them to the store: a driver refusing
+// them would look like a store outage. The value is not echoed: /e/{key}
+// carries the event key.
+func checkParams(c *gin.Context) {
+	for _, p := range c.Params {
+		if !utf8.ValidString(p.Value) || hasControl(p.Value) {
+			writeError(c, http.StatusBadRequest, fmt.Sprintf("path parameter %q must be valid UTF-8 without control characters", p.Key))
+			return
+		}
+	}
+	for key, values := range c.Request.URL.Query() {
+		for _, v := range values {
+			if !utf8.ValidString(key) || !utf8.ValidString(v) || hasControl(key) || hasControl(v) {
+				writeError(c, http.StatusBadRequest, fmt.Sprintf("query parameter %q must be valid UTF-8 without control characters", strings.ToValidUTF8(key, "?")))
+				return
+			}
+		}
+	}
 }
 
 // errorBody is the JSON shape of every error Herald's HTTP API returns.
@@ -344,7 +389,9 @@ func (s *Server) handleIngest(c *gin.Context) {
 	if !ok {
 		return
 	}
-	s.ingestBody(c, body, nil)
+	// Only workers, which hold the signing key, may send ids in the space
+	// Herald derives its own event ids in (step.SendEvent's retries).
+	s.ingestBody(c, body, c.FullPath() == "/v1/events", nil)
 }
 
 // readBody reads the request body within Limits.MaxBodyBytes. When it cannot
@@ -370,10 +417,14 @@ func (s *Server) readBody(c *gin.Context) (body []byte, ok bool) {
 
 // ingestBody is event intake after authentication, shared by POST /e, POST
 // /v1/events and webhook deliveries: it decodes and validates the events of
-// body, lets check (when not nil) refuse them with a 400, commits them and
-// replies 200 with their ids only once they are durable.
-func (s *Server) ingestBody(c *gin.Context, body []byte, check func([]store.Event) error) {
+// body, refuses ids in Herald's derived-id space unless signed, lets check
+// (when not nil) refuse them with a 400, commits them and replies 200 with
+// their ids only once they are durable.
+func (s *Server) ingestBody(c *gin.Context, body []byte, signed bool, check func([]store.Event) error) {
 	events, err := DecodeEvents(body, s.limits, time.Now())
+	if err == nil && !signed {
+		err = refuseDerivedIDs(events)
+	}
 	if err == nil && check != nil {
 		err = check(events)
 	}
@@ -461,8 +512,11 @@ func (s *Server) handleReady(c *gin.Context) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
+				// The reason (hosts, users, databases) goes to the log only:
+				// /readyz is public.
+				s.log.Warn("readiness check failed", "check", name, "err", err)
 				status = http.StatusServiceUnavailable
-				result[name] = err.Error()
+				result[name] = "unavailable"
 				return
 			}
 			result[name] = "ok"

@@ -356,7 +356,7 @@ func (s *Server) handleWebhookDelivery(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, "transform: its result is not JSON: "+err.Error())
 		return
 	}
-	s.ingestBody(c, raw, func(events []store.Event) error { return checkAllowed(w.AllowEvents, events) })
+	s.ingestBody(c, raw, false, func(events []store.Event) error { return checkAllowed(w.AllowEvents, events) })
 }
 
 // deliveryEvents turns a verified delivery into events (JSON-ready maps),

@@ -46,7 +46,14 @@ func svixHeaders(t *testing.T, secret, id string, ts time.Time, body string) htt
 
 func (b *bundle) createWebhook(t *testing.T, body string) ingest.WebhookJSON {
 	t.Helper()
-	r := b.do(t, http.MethodPost, "/v1/webhooks", strings.NewReader(body), http.Header{"Content-Type": {"application/json"}})
+	return b.createWebhookAs(t, body, http.Header{"Content-Type": {"application/json"}})
+}
+
+// createWebhookAs creates a webhook source with the given request headers
+// (the signing key, in serve mode).
+func (b *bundle) createWebhookAs(t *testing.T, body string, header http.Header) ingest.WebhookJSON {
+	t.Helper()
+	r := b.do(t, http.MethodPost, "/v1/webhooks", strings.NewReader(body), header)
 	require.Equal(t, http.StatusCreated, r.status, "body: %s", r.body)
 	var w ingest.WebhookJSON
 	require.NoError(t, strictUnmarshal(r.body, &w))

@@ -5,8 +5,6 @@
 package step
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -154,7 +152,7 @@ func SendEvent(ctx workflow.Context, id string, events ...herald.Event) ([]strin
 		}
 		eid := e.ID
 		if eid == "" {
-			eid = derivedID(run.RunID, id, strconv.Itoa(i))
+			eid = wire.DerivedEventID(run.RunID, id, strconv.Itoa(i))
 		}
 		in.Events[i] = wire.Event{ID: eid, Name: e.Name, Data: data, TS: e.TS, V: e.V}
 	}
@@ -196,9 +194,9 @@ func Invoke[T any](ctx workflow.Context, id, functionID string, data any) (T, er
 	req := wire.RunRequest{
 		AppID:      run.AppID,
 		FunctionID: functionID,
-		RunID:      derivedID(run.RunID, id),
+		RunID:      wire.DerivedID(run.RunID, id),
 		Event: wire.Event{
-			ID:   derivedID(run.RunID, id, "event"),
+			ID:   wire.DerivedEventID(run.RunID, id, "event"),
 			Name: wire.EventFunctionInvoked,
 			Data: raw,
 			TS:   workflow.Now(ctx).UnixMilli(),
@@ -214,15 +212,6 @@ func Invoke[T any](ctx workflow.Context, id, functionID string, data any) (T, er
 		return zero, fmt.Errorf("step %q: invoke %s: %w", id, functionID, err)
 	}
 	return out, nil
-}
-
-func derivedID(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // WaitOpts says which event a WaitForEvent waits for.

@@ -109,11 +109,12 @@ func devCommand() command {
 			close(workerDone)
 			defer func() { <-workerDone }()
 			return server.Run(ctx, server.Options{
-				Addr:     *addr,
-				Store:    st,
-				Temporal: tc,
-				Logger:   log,
-				Router:   limits.router(tr.on),
+				Addr:           *addr,
+				Store:          st,
+				Temporal:       tc,
+				Logger:         log,
+				Router:         limits.router(tr.on),
+				MaxConnections: *limits.maxConns,
 				Ingest: ingest.Config{
 					Tracing:          tr.on,
 					AllowAnyEventKey: true,

@@ -18,6 +18,7 @@ func serveCommand() command {
 		insecure, migrate                  *bool
 		logFormat, logLevel                *string
 		commitTimeout                      *time.Duration
+		metricsAddr                        *string
 		limits                             limitFlags
 		temporal                           temporalFlags
 	)
@@ -32,6 +33,7 @@ func serveCommand() command {
 			signingKey = fs.Secret("signing-key", "HERALD_SIGNING_KEY", "key the REST API requires as 'Authorization: Bearer <key>' (required unless --insecure)")
 			publicURL = fs.String("public-url", "HERALD_PUBLIC_URL", "", "base URL senders reach Herald at, for webhook delivery URLs (default: the scheme and host of each request)")
 			insecure = fs.Bool("insecure", "HERALD_INSECURE", false, "allow starting without event keys or signing key: any event key is accepted and the REST API is open")
+			metricsAddr = fs.String("metrics-addr", "HERALD_METRICS_ADDR", "", "serve GET /metrics on this address (e.g. :9090), without authentication, for a scraper on a private network; by default the API address serves it behind the signing key")
 			migrate = fs.Bool("migrate", "HERALD_MIGRATE", false, "apply database migrations before serving (otherwise run 'herald migrate')")
 			commitTimeout = fs.Duration("commit-timeout", "HERALD_COMMIT_TIMEOUT", 5*time.Second, "how long an ingest commit may take before the request gets 503")
 			logFormat = fs.String("log-format", "HERALD_LOG_FORMAT", "json", "log format: json or text")
@@ -76,11 +78,13 @@ func serveCommand() command {
 			defer tc.Close()
 
 			return server.Run(ctx, server.Options{
-				Addr:     *addr,
-				Store:    st,
-				Temporal: tc,
-				Logger:   log,
-				Router:   limits.router(tr.on),
+				Addr:           *addr,
+				Store:          st,
+				Temporal:       tc,
+				Logger:         log,
+				Router:         limits.router(tr.on),
+				MaxConnections: *limits.maxConns,
+				MetricsAddr:    *metricsAddr,
 				Ingest: ingest.Config{
 					Tracing:          tr.on,
 					EventKeys:        keys,

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/interceptor"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/tracing"
 	"github.com/herald-run/herald/internal/wire"
@@ -58,9 +59,9 @@ func redactURL(url string) string {
 
 // limitFlags are the ingest limits every server command exposes.
 type limitFlags struct {
-	maxEvents, maxEventBytes *int
-	maxBody                  *int64
-	systemQueue              *string
+	maxEvents, maxEventBytes, maxConns *int
+	maxBody                            *int64
+	systemQueue                        *string
 }
 
 func addLimitFlags(fs *flagSet) limitFlags {
@@ -68,6 +69,8 @@ func addLimitFlags(fs *flagSet) limitFlags {
 		maxEvents:     fs.Int("max-events-per-request", "HERALD_MAX_EVENTS_PER_REQUEST", ingest.DefaultMaxEventsPerRequest, "most events accepted in one request"),
 		maxBody:       fs.Int64("max-body-bytes", "HERALD_MAX_BODY_BYTES", ingest.DefaultMaxBodyBytes, "largest request body accepted, in bytes"),
 		maxEventBytes: fs.Int("max-event-bytes", "HERALD_MAX_EVENT_BYTES", ingest.DefaultMaxEventBytes, "largest single event accepted, in bytes of JSON"),
+		maxConns: fs.Int("max-connections", "HERALD_MAX_CONNECTIONS", server.DefaultMaxConnections,
+			"most HTTP connections served at once; further ones wait to be accepted"),
 		systemQueue: fs.String("system-task-queue", "HERALD_SYSTEM_TASK_QUEUE", wire.DefaultSystemTaskQueue,
 			"Temporal task queue of Herald's own workflows (debounce, batch, concurrency limits); give each Herald deployment sharing a namespace its own"),
 	}

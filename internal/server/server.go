@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.temporal.io/sdk/client"
+	"golang.org/x/net/netutil"
 
 	"github.com/herald-run/herald/ingest"
 	"github.com/herald-run/herald/internal/temporalx"
@@ -38,11 +39,23 @@ type Options struct {
 	// Router configures the dispatcher; Run fills in Store, Registry,
 	// Temporal, Metrics and Logger.
 	Router router.Config
+	// MaxConnections caps the API's open connections; further ones wait in
+	// the listen backlog. Default DefaultMaxConnections.
+	MaxConnections int
+	// MetricsAddr, when set, serves GET /metrics there, without
+	// authentication, and not on Addr. Otherwise Addr serves it, behind the
+	// signing key when one is set.
+	MetricsAddr string
 	// Logger defaults to discard.
 	Logger *slog.Logger
 	// Ready is called once the API listens, with its base URL.
 	Ready func(ctx context.Context, baseURL string)
 }
+
+// DefaultMaxConnections is Options.MaxConnections's default: far above what
+// the clients of one replica need, far below the file descriptors a process
+// gets.
+const DefaultMaxConnections = 4096
 
 // Run runs the API and the router until ctx is done.
 func Run(ctx context.Context, o Options) error {
@@ -71,6 +84,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg := o.Ingest
 	cfg.Store, cfg.Registry, cfg.Temporal, cfg.OnCommit, cfg.Metrics, cfg.Logger = o.Store, reg, tc, disp.Notify, metrics, o.Logger
+	cfg.MetricsElsewhere = o.MetricsAddr != ""
 	srv, err := ingest.New(cfg)
 	if err != nil {
 		return err
@@ -92,11 +106,24 @@ func Run(ctx context.Context, o Options) error {
 		defer close(hkDone)
 		hk.run(routerCtx, 15*time.Second)
 	}()
-	err = ServeHTTP(ctx, o.Addr, srv.Handler(), o.Logger, func(a net.Addr) {
+	metricsDone := make(chan error, 1)
+	if o.MetricsAddr != "" {
+		go func() {
+			metricsDone <- ServeHTTP(ctx, o.MetricsAddr, o.MaxConnections, srv.MetricsHandler(), o.Logger, func(a net.Addr) {
+				o.Logger.Info("serving metrics", "url", "http://"+a.String()+"/metrics")
+			})
+		}()
+	} else {
+		metricsDone <- nil
+	}
+	err = ServeHTTP(ctx, o.Addr, o.MaxConnections, srv.Handler(), o.Logger, func(a net.Addr) {
 		if o.Ready != nil {
 			o.Ready(ctx, "http://"+a.String())
 		}
 	})
+	if merr := <-metricsDone; err == nil {
+		err = merr
+	}
 	// The API has stopped taking requests: flush its commits, then stop the
 	// router (what it has not dispatched stays pending for the next start).
 	srv.Close()
@@ -110,15 +137,24 @@ func Run(ctx context.Context, o Options) error {
 // ServeHTTP serves handler on addr until ctx is done, then shuts down
 // gracefully: in-flight requests finish (their events are committed) before it
 // returns.
-func ServeHTTP(ctx context.Context, addr string, handler http.Handler, log *slog.Logger, ready func(net.Addr)) error {
+//
+// At most maxConns connections are served at once (0 means
+// DefaultMaxConnections), and a response must be written within a minute, so
+// slow or idle clients cannot pile up connections, goroutines and buffers.
+func ServeHTTP(ctx context.Context, addr string, maxConns int, handler http.Handler, log *slog.Logger, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConnections
+	}
+	ln = netutil.LimitListener(ln, maxConns)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

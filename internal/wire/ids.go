@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"time"
 
@@ -49,4 +51,28 @@ func (r *keyReader) Read(p []byte) (int, error) {
 		p[i] = byte(z >> (8 * (i % 8)))
 	}
 	return len(p), nil
+}
+
+// DerivedIDPrefix starts every event id Herald derives itself: system events
+// (herald/function.*), the events step.SendEvent sends without an id, the
+// event of a cron or invoked run. Clients sending with an event key, and
+// webhook deliveries, cannot use it, so no one can take such an id first and
+// suppress the event Herald stores under it.
+const DerivedIDPrefix = "herald:"
+
+// DerivedEventID returns the deterministic event id of parts: a retry
+// derives the same id, so the event is stored once.
+func DerivedEventID(parts ...string) string {
+	return DerivedIDPrefix + DerivedID(parts...)
+}
+
+// DerivedID returns 32 hex digits of the SHA-256 of parts, each ended by a
+// NUL byte, so ("a", "bc") and ("ab", "c") differ.
+func DerivedID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -1,0 +1,151 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/wire"
+	"github.com/herald-run/herald/store"
+)
+
+// A client with an event key posts, first, the exact id Herald will give a
+// run's herald/function.finished event. Before, the system event was then
+// silently dropped as a duplicate; now the client's id is refused and the
+// system event is stored when the run finishes.
+func TestDerivedIDsCannotBeTakenByClients(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		b := setup(t, driver, serveMode)
+		signed := http.Header{"Authorization": {"Bearer " + authSigningKey}, "Content-Type": {"application/json"}}
+		const runID = "01JDERIVEDIDTESTRUN0000000"
+		sysID := wire.DerivedEventID(runID, wire.EventFunctionFinished)
+
+		requireError(t, b.postTo(t, authEventKeyA, `{"name":"evil/x","id":"`+sysID+`"}`), http.StatusBadRequest, "event 0: id", "reserved")
+		requireError(t, b.postTo(t, authEventKeyA, `[{"name":"ok/x"},{"name":"evil/x","id":"`+sysID+`"}]`), http.StatusBadRequest, "event 1: id", "reserved")
+
+		// Nor through a webhook, whose delivery id becomes the event id.
+		w := b.createWebhookAs(t, svixSource("evil", ""), signed)
+		body := `{"type":"x"}`
+		requireError(t, b.deliver(t, w.ID, body, svixHeaders(t, svixSecret, sysID, time.Now(), body)), http.StatusBadRequest, "event 0: id", "reserved")
+
+		events, _, err := b.store.ListEvents(context.Background(), store.EventFilter{})
+		require.NoError(t, err)
+		require.Empty(t, events, "no refused event was stored")
+
+		// The run finishes: its system event is stored under the derived id.
+		fin, err := json.Marshal(wire.RunFinish{AppID: "app", FunctionID: "fn", WorkflowID: "app/fn/e1", Status: wire.RunCompleted,
+			Output: json.RawMessage(`{"ok":true}`), Event: wire.Event{ID: "e1", Name: "app/thing", Data: json.RawMessage(`{}`)}, Emit: true})
+		require.NoError(t, err)
+		r := b.do(t, http.MethodPost, "/v1/runs/"+runID+"/finish", strings.NewReader(string(fin)), signed)
+		require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+		e, err := b.store.GetEvent(context.Background(), sysID)
+		require.NoError(t, err)
+		require.Equal(t, wire.EventFunctionFinished, e.Name)
+
+		// Workers, which hold the signing key, may send derived ids: it is
+		// how step.SendEvent's retries store an event once.
+		stepID := wire.DerivedEventID(runID, "notify", "0")
+		r = b.do(t, http.MethodPost, "/v1/events", strings.NewReader(`{"name":"app/notified","id":"`+stepID+`"}`), signed)
+		require.Equal(t, []string{stepID}, requireAccepted(t, r))
+	})
+}
+
+// Bytes no id, name or filter can hold get a 400 naming the parameter, not
+// the 503 "store unavailable" a driver's refusal looked like, and not an
+// echo of the value (the /e/{key} path carries the event key).
+func TestBadBytesInPathAndQuery(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		b := setup(t, driver)
+		for _, tc := range []struct{ method, path, param string }{
+			{http.MethodPost, "/w/%00", `path parameter "id"`},
+			{http.MethodPost, "/w/%ff", `path parameter "id"`},
+			{http.MethodGet, "/v1/events/%ff", `path parameter "id"`},
+			{http.MethodGet, "/v1/events/a%00b/runs", `path parameter "id"`},
+			{http.MethodGet, "/v1/runs/%00", `path parameter "id"`},
+			{http.MethodDelete, "/v1/runs/%e2%80%ae", `path parameter "id"`},
+			{http.MethodGet, "/v1/webhooks/%ff", `path parameter "id"`},
+			{http.MethodGet, "/v1/cancellations/%0a", `path parameter "id"`},
+			{http.MethodGet, "/v1/events?name=%00", `query parameter "name"`},
+			{http.MethodGet, "/v1/events?name=%ff%fe", `query parameter "name"`},
+			{http.MethodPost, "/e/key%00secret", `path parameter "key"`},
+		} {
+			r := b.do(t, tc.method, tc.path, strings.NewReader(`{"name":"a/b"}`), nil)
+			requireError(t, r, http.StatusBadRequest, tc.param, "valid UTF-8 without control characters")
+			require.NotContains(t, string(r.body), "secret", tc.path)
+			require.NotContains(t, string(r.body), "store", tc.path)
+		}
+	})
+}
+
+func TestTimeFiltersOutOfRange(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sqlite")
+	for _, v := range []string{"9999999999999999", "9223372036854775807", "-1", "-9223372036854775808", "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z"} {
+		for _, param := range []string{"received_after", "received_before"} {
+			requireError(t, b.get(t, "/v1/events?"+param+"="+v), http.StatusBadRequest, param, "must be between")
+		}
+	}
+	id := b.ingest(t, `{"name":"range/x"}`)[0]
+	for _, q := range []string{"received_after=0", "received_before=253402300799999", "received_after=1970-01-01T00:00:00Z&received_before=9999-12-31T23:59:59Z"} {
+		vals, err := url.ParseQuery(q)
+		require.NoError(t, err)
+		page := b.list(t, vals)
+		require.Len(t, page.Data, 1, q)
+		require.Equal(t, id, page.Data[0].ID, q)
+	}
+	requireError(t, b.do(t, http.MethodPost, "/v1/cancellations", strings.NewReader(`{"function_id":"a/f","started_after":"9223372036854775807"}`), nil),
+		http.StatusBadRequest, "must be between")
+}
+
+func TestHeadOnGetRoutes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sqlite")
+	id := b.ingest(t, `{"name":"head/x"}`)[0]
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/events", "/v1/events/" + id, "/v1/events/" + id + "/runs", "/v1/functions", "/v1/webhooks"} {
+		r := b.do(t, http.MethodHead, path, nil, nil)
+		require.Equal(t, http.StatusOK, r.status, path)
+		require.Empty(t, r.body, path)
+	}
+	require.Equal(t, http.StatusNotFound, b.do(t, http.MethodHead, "/v1/events/nope", nil, nil).status)
+}
+
+// /e/{key}/ used to redirect to /e/{key}, with the key in Location.
+func TestNoRedirectCarriesTheKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sqlite")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/e/" + eventKey + "/", "/E/" + eventKey, "/e//" + eventKey} {
+		req, err := http.NewRequest(http.MethodPost, b.http.URL+path, strings.NewReader(`{"name":"a/b"}`))
+		require.NoError(t, err)
+		resp, err := noFollow.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, path)
+		require.Empty(t, resp.Header.Get("Location"), path)
+	}
+	events, _, err := b.store.ListEvents(context.Background(), store.EventFilter{})
+	require.NoError(t, err)
+	require.Empty(t, events)
+}
+
+func TestMetricsElsewhere(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sqlite", func(c *ingest.Config) { c.MetricsElsewhere = true })
+	require.Equal(t, http.StatusNotFound, b.get(t, "/metrics").status)
+	ms := httptest.NewServer(b.srv.MetricsHandler())
+	t.Cleanup(ms.Close)
+	resp, err := http.Get(ms.URL)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
