@@ -315,6 +315,28 @@ func TestSystemEventRunsDoNotEmit(t *testing.T) {
 	require.False(t, b.finishes[0].Emit)
 }
 
+// A run started by step.Invoke or POST /v1/invoke reports its outcome: only
+// runs reacting to another run's outcome keep quiet.
+func TestInvokedRunsEmit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, []*herald.Function{welcome()}, sendWelcome)
+	req := request("welcome-email", `{"email":"a@b.c"}`)
+	req.Event.Name = wire.EventFunctionInvoked
+	b.env.ExecuteWorkflow("welcome-email", req)
+	require.NoError(t, b.env.GetWorkflowError())
+	require.Len(t, b.finishes, 1)
+	require.True(t, b.finishes[0].Emit)
+}
+
+func TestStepRegisteredTwiceIsRefused(t *testing.T) {
+	t.Parallel()
+	w, err := herald.NewWorker(herald.WorkerOptions{App: "demo", Client: fakeClient{}})
+	require.NoError(t, err)
+	require.NoError(t, w.RegisterSteps(sendWelcome))
+	err = w.RegisterSteps(sendWelcome)
+	require.ErrorContains(t, err, "registered twice")
+}
+
 func TestErrorsWorkWithIsAndAs(t *testing.T) {
 	t.Parallel()
 	base := errors.New("boom")

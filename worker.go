@@ -100,10 +100,20 @@ func (w *Worker) Register(fns ...*Function) error {
 // RegisterSteps adds the step functions the app's functions pass to
 // step.Run. Each must be a named function or method returning (T, error) or
 // error; its first parameter may be a context.Context.
+//
+// Steps are registered under their function's name (package path and name),
+// so one registered twice, or two method values of one method, are refused:
+// Temporal would refuse them when the worker starts.
 func (w *Worker) RegisterSteps(fns ...any) error {
 	for _, fn := range fns {
-		if _, err := stepctx.StepName(fn); err != nil {
+		name, err := stepctx.StepName(fn)
+		if err != nil {
 			return err
+		}
+		for _, have := range w.steps {
+			if other, _ := stepctx.StepName(have); other == name {
+				return fmt.Errorf("herald: step %s is registered twice", name)
+			}
 		}
 		w.steps = append(w.steps, fn)
 	}

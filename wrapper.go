@@ -72,7 +72,7 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 			Event:      req.Event,
 			// A function reacting to another's outcome does not report its own,
 			// so a failing failure handler cannot trigger itself forever.
-			Emit: !strings.HasPrefix(req.Event.Name, "herald/function."),
+			Emit: !outcomeEvent(req.Event.Name),
 		}
 		reportCtx := ctx
 		switch {
@@ -128,4 +128,15 @@ func (f *Function) finishTimeout(ctx, sctx workflow.Context) (hctx workflow.Cont
 		}
 	})
 	return hctx, timedOut, cancelTimer
+}
+
+// outcomeEvent reports whether name is one of the events a run's outcome
+// emits. An invoked run (herald/function.invoked) reports its outcome like
+// any other.
+func outcomeEvent(name string) bool {
+	switch name {
+	case wire.EventFunctionFinished, wire.EventFunctionFailed, wire.EventFunctionCancelled:
+		return true
+	}
+	return false
 }

@@ -395,8 +395,12 @@ func (d *Dispatcher) match(ctx context.Context, snap *registry.Snapshot, acts *a
 	}
 	act, err := acts.get(i)
 	if err != nil {
-		d.cfg.Logger.Warn("event data does not decode for trigger matching", "event_id", e.ID, "err", err)
-		return nil
+		// Ingest refuses such data; an event stored before it did still runs
+		// its functions without a condition, while every condition counts
+		// as failed. Logged once, without the payload.
+		d.cfg.Metrics.evalErrors.Inc()
+		d.cfg.Logger.Warn("event data cannot be evaluated: its functions without a condition run, conditions count as false", "event_id", e.ID, "event", e.Name)
+		act = nil
 	}
 	ectx, cancel := context.WithTimeout(ctx, d.cfg.EvalTimeout)
 	defer cancel()
