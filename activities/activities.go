@@ -1,6 +1,7 @@
 // Package activities holds the Temporal activities Herald registers on every
-// worker: sending events from a step, and recording a run's outcome (which
-// also emits the herald/function.* system event). They talk to Herald's HTTP
+// worker: sending events from a step, registering a wait, recording a run's
+// outcome (which also emits the herald/function.* system event), and asking
+// a concurrency semaphore for a slot. They talk to Herald's HTTP
 // API with the signing key; a worker never needs database credentials.
 package activities
 

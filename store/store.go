@@ -1,5 +1,6 @@
-// Package store owns Herald's durable state: the events outbox and, later, apps,
-// functions, runs and waits. It defines the Driver interface that every storage
+// Package store owns Herald's durable state: the events outbox, apps and
+// functions, runs, waits, flow-control state, cancellation jobs and webhook
+// sources. It defines the Driver interface that every storage
 // backend implements; the drivers live in the postgres and sqlite subpackages and
 // all of them pass the conformance suite in storetest.
 package store

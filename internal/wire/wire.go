@@ -1,6 +1,11 @@
-// Package wire holds the JSON shapes Herald's own components exchange: the
-// worker's app sync, the router's workflow input, a run's result. Users never
-// see them; the root package converts to and from its public types.
+// Package wire is the leaf of words that cross process boundaries: run
+// statuses, run, workflow and derived event ids, system event names, and the
+// JSON shapes Herald's components exchange (the worker's app sync, the
+// router's workflow input, a run's result, wait registration, flow-control
+// configuration). Workers, Herald's server and Temporal payloads share them.
+// It imports nothing of Herald, so the SDK that depends on it never compiles
+// the server. Users never see it; the root package converts to and from its
+// public types.
 package wire
 
 import (
