@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,8 +79,14 @@ func newEnv(vars ...string) (*Env, error) {
 // over other inputs, such as webhook transforms. Compile their programs with
 // CompileAs and evaluate them with Value.
 func NewEnvWith(decls ...cel.EnvOption) (*Env, error) {
-	env, err := cel.NewEnv(append(decls,
-		ext.Strings(),
+	guarded, err := guardedStrings()
+	if err != nil {
+		return nil, fmt.Errorf("triggers: build CEL environment: %w", err)
+	}
+	opts := append(slices.Clone(decls), ext.Strings())
+	// After ext.Strings, so that the checked overloads replace the library's.
+	opts = append(opts, guarded...)
+	env, err := cel.NewEnv(append(opts,
 		// Lets `1.5 < 2` type-check; values read from event data are dyn and
 		// already compare across int and double at run time.
 		cel.CrossTypeNumericComparisons(true),
@@ -216,14 +223,11 @@ func (e *Env) compile(expr string, outputOK func(*types.Type) bool, want string)
 	if est, err := e.env.EstimateCost(ast, nilEstimator{}); err == nil && est.Min > CostLimit {
 		return nil, &CompileError{Expr: expr, Message: fmt.Sprintf("estimated cost %d always exceeds the limit of %d", est.Min, CostLimit)}
 	}
-	prg, err := e.env.Program(ast,
-		cel.EvalOptions(cel.OptOptimize),
-		cel.CostLimit(CostLimit),
-		cel.InterruptCheckFrequency(interruptCheckFrequency),
-	)
+	prg, err := e.env.Program(ast, programOptions()...)
 	if err != nil {
-		// OptOptimize precompiles constant regular expressions, so a bad
-		// pattern in matches() surfaces here.
+		// Constant regular expressions are compiled while planning, so a
+		// bad pattern in matches(), or one over MaxRegexProgramSize,
+		// surfaces here.
 		return nil, &CompileError{Expr: expr, Message: err.Error()}
 	}
 	return &Program{expr: expr, prg: prg}, nil
@@ -311,7 +315,7 @@ func (p *Program) Value(ctx context.Context, vars map[string]any) (out ref.Val, 
 	}()
 	out, _, err = p.prg.ContextEval(ctx, vars)
 	if err != nil {
-		return nil, err
+		return nil, markLimit(err)
 	}
 	return out, nil
 }

@@ -1,7 +1,7 @@
 // Package server is Herald's composition root: it wires one process from the
 // HTTP API, the function registry, the outbox router, Herald's system worker
-// and housekeeping, over one store and one door to Temporal. `herald dev`, `herald serve` and
-// the integration tests all run Herald through it.
+// and housekeeping, over one store and one door to Temporal. `herald dev`,
+// `herald serve` and the integration tests all run Herald through it.
 package server
 
 import (
