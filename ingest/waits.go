@@ -14,9 +14,6 @@ import (
 	"github.com/herald-run/herald/triggers"
 )
 
-// waitScanPage is how many events a registration reads at a time.
-const waitScanPage = 1000
-
 // handleRegisterWait registers a step.WaitForEvent. Events accepted since the
 // run's trigger may already be stored (even dispatched) by now; they are
 // checked here, so no event between the trigger and the registration is lost.
@@ -42,50 +39,18 @@ func (s *Server) handleRegisterWait(c *gin.Context) {
 		s.replyWait(c, stored.ID, stored.ResolvedBy)
 		return
 	}
-	// Page through every event of that name accepted since the wait's start.
-	since, seen := stored.Since, map[string]bool{}
-	for {
-		events, err := s.cfg.Store.EventsSince(ctx, stored.EventName, since, store.WaitKey{MatchPath: stored.MatchPath, MatchValue: stored.MatchValue}, waitScanPage)
-		if err != nil {
-			s.storeError(c, err)
-			return
-		}
-		for i := range events {
-			e := &events[i]
-			if seen[e.ID] {
-				continue
-			}
-			seen[e.ID] = true
-			act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
-			if err != nil {
-				continue
-			}
-			ok, err := s.waits.Matches(ctx, stored, e, act)
-			if err != nil || !ok {
-				continue
-			}
-			won, err := s.cfg.Store.ResolveWait(ctx, stored.ID, e.ID)
-			if err != nil {
-				s.storeError(c, err)
-				return
-			}
-			if won {
-				s.replyWait(c, stored.ID, e.ID)
-				return
-			}
-			// The router resolved it first and signals the run.
-			c.JSON(http.StatusOK, wire.WaitRegistered{WaitID: stored.ID})
-			return
-		}
-		if len(events) < waitScanPage {
-			break
-		}
-		next := events[len(events)-1].ReceivedAt
-		if !next.After(since) {
-			next = since.Add(time.Millisecond) // a page of one millisecond: move on
-		}
-		since = next
+	// An event of that name accepted since the wait's start may already be
+	// stored, even dispatched: look for it.
+	eventID, won, err := s.waits.CatchUp(ctx, s.cfg.Store, stored)
+	if err != nil {
+		s.storeError(c, err)
+		return
 	}
+	if won {
+		s.replyWait(c, stored.ID, eventID)
+		return
+	}
+	// None, or the router resolved it first and signals the run.
 	c.JSON(http.StatusOK, wire.WaitRegistered{WaitID: stored.ID})
 }
 

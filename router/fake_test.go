@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -315,16 +314,6 @@ func (f *fakeTemporal) startsOf(id string) []temporalx.Start {
 		}
 	}
 	return out
-}
-
-// skipBug skips a test that shows a router bug (it fails until the bug is
-// fixed) unless HERALD_ROUTER_BUGS=1: run them with
-// HERALD_ROUTER_BUGS=1 go test -run Bug ./router/
-func skipBug(t *testing.T, reason string) {
-	t.Helper()
-	if os.Getenv("HERALD_ROUTER_BUGS") != "1" {
-		t.Skip("BUG (fails until fixed; HERALD_ROUTER_BUGS=1 runs it): " + reason)
-	}
 }
 
 // open reports whether the fake considers workflow id running.

@@ -98,8 +98,10 @@ func (s *start) skip(reason, detail string) {
 
 // control applies the function's flow control to s, inside the claim's
 // transaction. It runs for one start at a time: the limiter, idempotency and
-// singleton rows it touches stay locked until the claim commits.
-func (d *Dispatcher) control(ctx context.Context, tx store.ClaimTx, s *start, now time.Time) error {
+// singleton rows it touches stay locked until the claim commits. singles
+// holds the singleton keys earlier starts of the same claim took: their
+// workflows do not exist yet, so Temporal cannot say they run.
+func (d *Dispatcher) control(ctx context.Context, tx store.ClaimTx, s *start, now time.Time, singles map[string]*start) error {
 	c := &s.fn.Config
 	if b := c.Batch; b != nil {
 		batched := true
@@ -145,7 +147,8 @@ func (d *Dispatcher) control(ctx context.Context, tx store.ClaimTx, s *start, no
 	if rl := c.RateLimit; rl != nil {
 		key, _ := d.evalKey(ctx, s, "rate_limit", rl.Key)
 		emission := time.Duration(rl.PeriodMS) * time.Millisecond / time.Duration(rl.Limit)
-		_, ok, err := tx.Limit(ctx, "rate/"+s.fn.Key()+"/"+keyPart(key), now, emission, time.Duration(rl.Limit-1)*emission, now)
+		lk := "rate/" + s.fn.Key() + "/" + keyPart(key)
+		_, ok, err := tx.Limit(ctx, lk, now, emission, time.Duration(rl.Limit-1)*emission, now)
 		if err != nil {
 			return err
 		}
@@ -153,6 +156,7 @@ func (d *Dispatcher) control(ctx context.Context, tx store.ClaimTx, s *start, no
 			s.skip(SkipRateLimit, fmt.Sprintf("over %d per %s for key %q", rl.Limit, time.Duration(rl.PeriodMS)*time.Millisecond, key))
 			return nil
 		}
+		s.charges = append(s.charges, charge{key: lk, emission: emission})
 	}
 	if th := c.Throttle; th != nil {
 		key, _ := d.evalKey(ctx, s, "throttle", th.Key)
@@ -161,29 +165,72 @@ func (d *Dispatcher) control(ctx context.Context, tx store.ClaimTx, s *start, no
 		if until.IsZero() {
 			until = now.Add(100 * 365 * 24 * time.Hour)
 		}
-		startAt, ok, err := tx.Limit(ctx, "throttle/"+s.fn.Key()+"/"+keyPart(key), now, emission, time.Duration(th.Burst)*emission, until)
+		lk := "throttle/" + s.fn.Key() + "/" + keyPart(key)
+		startAt, ok, err := tx.Limit(ctx, lk, now, emission, time.Duration(th.Burst)*emission, until)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			s.skip(SkipStartTimeout, fmt.Sprintf("the throttle would start it after its timeouts.start of %s", time.Duration(c.Timeouts.StartMS)*time.Millisecond))
-			return nil
+			return d.release(ctx, tx, s)
 		}
+		s.charges = append(s.charges, charge{key: lk, emission: emission})
 		s.notBefore = startAt
 	}
 	if sg := c.Singleton; sg != nil {
 		key, _ := d.evalKey(ctx, s, "singleton", sg.Key)
-		if err := d.singleton(ctx, tx, s, sg, "single/"+s.fn.Key()+"/"+keyPart(key)); err != nil || s.action == actSkip {
+		if err := d.singleton(ctx, tx, s, sg, "single/"+s.fn.Key()+"/"+keyPart(key), singles); err != nil {
 			return err
+		}
+		if s.action == actSkip {
+			return d.release(ctx, tx, s)
 		}
 	}
 	d.runOptions(ctx, s)
 	return nil
 }
 
+// charge is one admission a limiter gave a start.
+type charge struct {
+	key      string
+	emission time.Duration
+}
+
+// release gives back the limiter admissions of a start that will not run
+// (skipped by a later control, or its start failed), in the claim, so they
+// count against no one.
+func (d *Dispatcher) release(ctx context.Context, tx store.ClaimTx, s *start) error {
+	for _, c := range s.charges {
+		if err := tx.ReleaseLimit(ctx, c.key, c.emission); err != nil {
+			return err
+		}
+	}
+	s.charges = nil
+	return nil
+}
+
 // singleton lets s run only if no other run holds key, skipping it or
 // cancelling the holder per the mode.
-func (d *Dispatcher) singleton(ctx context.Context, tx store.ClaimTx, s *start, sg *wire.SingletonConfig, key string) error {
+func (d *Dispatcher) singleton(ctx context.Context, tx store.ClaimTx, s *start, sg *wire.SingletonConfig, key string, singles map[string]*start) error {
+	if prev := singles[key]; prev != nil && prev.action == actStart {
+		// An earlier event of this claim took the key; its run is not
+		// started yet. Skip mode keeps it; cancel mode replaces it before
+		// it starts.
+		if sg.Mode != wire.SingletonCancel {
+			s.skip(SkipSingleton, "run "+prev.run.ID+" is starting for the same key")
+			return nil
+		}
+		prev.skip(SkipSingleton, "replaced by run "+s.run.ID+" for the same key before it started")
+		prev.cancels = nil
+		if err := d.release(ctx, tx, prev); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if s.action == actStart {
+			singles[key] = s
+		}
+	}()
 	holder, holderWF, err := tx.SingletonHolder(ctx, key)
 	if err != nil {
 		return err

@@ -182,7 +182,8 @@ func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration, wakeable bool
 // DispatchOnce claims one batch and dispatches it. It returns how many events
 // it claimed.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
-	return d.cfg.Store.ClaimEvents(ctx, d.cfg.BatchSize, func(ctx context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
+	var registered []store.Wait
+	n, err := d.cfg.Store.ClaimEvents(ctx, d.cfg.BatchSize, func(ctx context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
 		// Taken after the events are read: a sync that finished before an
 		// event was sent is always seen by this process (a sync invalidates
 		// the snapshot; other replicas' syncs show within Registry MaxAge).
@@ -190,8 +191,45 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 		if err != nil {
 			return store.Claim{}, err
 		}
-		return d.dispatch(ctx, tx, snap, events)
+		claim, err := d.dispatch(ctx, tx, snap, events)
+		registered = claim.Waits
+		return claim, err
 	})
+	if err == nil && len(registered) > 0 {
+		d.catchUpCancels(ctx, registered)
+	}
+	return n, err
+}
+
+// catchUpCancels looks, once the claim that registered them has committed,
+// for events that already cancel the runs it started: an event of the same
+// batch, or one a concurrent claim dispatched while these waits were not yet
+// visible to it. It is the router's side of what wait registration does for
+// step.WaitForEvent. One store read per wait, in parallel.
+func (d *Dispatcher) catchUpCancels(ctx context.Context, ws []store.Wait) {
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		d.sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-d.sem; wg.Done() }()
+			eventID, won, err := d.waits.CatchUp(ctx, d.cfg.Store, w)
+			if err != nil {
+				d.cfg.Logger.Warn("looking for an event that already cancels a new run failed", "run_id", w.RunID, "workflow_id", w.WorkflowID, "err", err)
+				return
+			}
+			if !won {
+				return
+			}
+			if err := d.cancel(ctx, w.WorkflowID); err != nil {
+				d.cfg.Metrics.temporalErrors.Inc()
+				d.cfg.Logger.Warn("cancelling a run whose cancelOn event arrived with it failed", "run_id", w.RunID, "workflow_id", w.WorkflowID, "event_id", eventID, "err", err)
+				return
+			}
+			d.cfg.Metrics.waitsResolved.Inc()
+		}()
+	}
+	wg.Wait()
 }
 
 // start is one workflow to start for one event.
@@ -202,6 +240,7 @@ type start struct {
 	req     wire.RunRequest
 	run     store.Run
 	cancels []store.Wait
+	charges []charge // limiter admissions, given back if it does not start
 	err     error
 
 	// Set by flow control.
@@ -229,6 +268,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 		return store.Claim{}, err
 	}
 	var starts []*start
+	singles := map[string]*start{}
 	now := time.Now()
 	for i := range events {
 		fns := d.match(ctx, snap, acts, i)
@@ -236,7 +276,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 		for _, fn := range fns {
 			s := d.plan(acts, i, fn)
 			if flowControlled(&fn.Config) {
-				if err := d.control(ctx, tx, s, now); err != nil {
+				if err := d.control(ctx, tx, s, now, singles); err != nil {
 					return store.Claim{}, fmt.Errorf("router: flow control of %s for event %s: %w", fn.Key(), s.event.ID, err)
 				}
 			}
@@ -292,6 +332,10 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 	for _, s := range starts {
 		if s.err != nil {
 			failed[s.event.ID] = s.err
+			// Its retry must not be skipped or delayed for this attempt.
+			if err := d.release(ctx, tx, s); err != nil {
+				return store.Claim{}, err
+			}
 			continue
 		}
 		switch s.action {

@@ -318,6 +318,13 @@ type ClaimTx interface {
 	// until the claim commits, so concurrent claims queue on it.
 	Limit(ctx context.Context, key string, now time.Time, emission, tolerance time.Duration, latest time.Time) (startAt time.Time, ok bool, err error)
 
+	// ReleaseLimit gives back one admission of emission to the limiter named
+	// key: its TAT moves back by emission. The router calls it, in the same
+	// claim, for a run whose start failed after Limit admitted it, so the
+	// retry is not skipped or delayed for a slot it never used. A missing
+	// row is left missing.
+	ReleaseLimit(ctx context.Context, key string, emission time.Duration) error
+
 	// TakeKey records that runID holds the idempotency key until expires,
 	// unless an unexpired record of another run exists. It reports whether
 	// runID holds the key now (true also when runID already held it: a

@@ -3,7 +3,7 @@
 // from the run's triggering event. The router applies the rule to the events
 // it claims, and the registration endpoint to the events that arrived before
 // the wait was stored; both use this package, so both decide alike. It does
-// no I/O.
+// no I/O of its own: CatchUp reads through the store it is given.
 package waits
 
 import (
@@ -114,4 +114,58 @@ func (m *Matcher) BindKey(match, cond string, trigger map[string]any) (k Key, bo
 		}
 	}
 	return Key{}, true
+}
+
+// Events is what CatchUp reads and writes through: the store's events by
+// name and key, and the wait's resolution.
+type Events interface {
+	EventsSince(ctx context.Context, name string, since time.Time, match store.WaitKey, limit int) ([]store.Event, error)
+	ResolveWait(ctx context.Context, waitID, eventID string) (bool, error)
+}
+
+// catchUpPage is how many events CatchUp reads at a time.
+const catchUpPage = 1000
+
+// CatchUp looks for an event already stored that resolves w: one accepted
+// since w began (w.Since, the run's trigger) that the router could not match
+// against w because w was not stored yet when the event was dispatched. It
+// pages through the events of w's name from w.Since (pre-filtered by w's key
+// in the store), and resolves w with the first that matches. It returns that
+// event's id, empty when none matches, and won, false when w was resolved by
+// someone else first (the router, whose own delivery then stands).
+func (m *Matcher) CatchUp(ctx context.Context, st Events, w store.Wait) (eventID string, won bool, err error) {
+	since, seen := w.Since, map[string]bool{}
+	for {
+		events, err := st.EventsSince(ctx, w.EventName, since, store.WaitKey{MatchPath: w.MatchPath, MatchValue: w.MatchValue}, catchUpPage)
+		if err != nil {
+			return "", false, err
+		}
+		for i := range events {
+			e := &events[i]
+			if seen[e.ID] {
+				continue
+			}
+			seen[e.ID] = true
+			act, err := triggers.EventActivation(e.Name, e.Data, e.ID, e.TS, e.V)
+			if err != nil {
+				continue
+			}
+			if ok, err := m.Matches(ctx, w, e, act); err != nil || !ok {
+				continue
+			}
+			won, err := st.ResolveWait(ctx, w.ID, e.ID)
+			if err != nil {
+				return "", false, err
+			}
+			return e.ID, won, nil
+		}
+		if len(events) < catchUpPage {
+			return "", false, nil
+		}
+		next := events[len(events)-1].ReceivedAt
+		if !next.After(since) {
+			next = since.Add(time.Millisecond) // a page within one millisecond: move on
+		}
+		since = next
+	}
 }

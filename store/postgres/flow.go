@@ -66,6 +66,21 @@ func (c *claimTx) Limit(ctx context.Context, key string, now time.Time, emission
 	return time.Time{}, false, fmt.Errorf("postgres: limit %q: the row keeps changing under the claim", key)
 }
 
+// ReleaseLimit moves the limiter's TAT back by emission.
+func (c *claimTx) ReleaseLimit(ctx context.Context, key string, emission time.Duration) error {
+	if err := store.ValidateLimit(key, emission, 0); err != nil {
+		return err
+	}
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	if _, err := c.tx.Exec(ctx, `UPDATE limits SET tat = tat - $2::interval WHERE key = $1`, key, emission); err != nil {
+		return wrapErr("release limit", err)
+	}
+	return nil
+}
+
 // takeKeySQL takes a key that is free, expired, or already held by the same
 // run. The conflicting row is locked even when the WHERE refuses the update,
 // so the holder read next cannot change before the claim commits; a

@@ -73,6 +73,30 @@ func (c *claimTx) Limit(ctx context.Context, key string, now time.Time, emission
 	return startAt, ok, nil
 }
 
+// ReleaseLimit moves the limiter's TAT back by emission, in the claim's
+// pending writes.
+func (c *claimTx) ReleaseLimit(ctx context.Context, key string, emission time.Duration) error {
+	if err := store.ValidateLimit(key, emission, 0); err != nil {
+		return err
+	}
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	ms, ok := c.flow.limits[key]
+	if !ok {
+		err := c.db.QueryRowContext(ctx, `SELECT tat FROM limits WHERE key = ?`, key).Scan(&ms)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: release limit: %w", err)
+		}
+	}
+	c.flow.limits[key] = ms - emission.Milliseconds()
+	return nil
+}
+
 // TakeKey records that runID holds the idempotency key until expires, unless
 // another run holds it unexpired; it returns the holder either way.
 func (c *claimTx) TakeKey(ctx context.Context, key, runID string, now, expires time.Time) (bool, string, error) {

@@ -177,6 +177,44 @@ func testLimitPersistsAndRollsBack(t *testing.T, s store.Driver) {
 	require.Equal(t, []limitResult{admitted(now.Add(2 * time.Hour))}, limits(t, s, "e5", throttle))
 }
 
+// A start that failed after Limit admitted it gives its admission back in
+// the same claim: the next request is admitted as if it never happened.
+func testLimitRelease(t *testing.T, s store.Driver) {
+	now := base
+	rate := limitCall{key: "r", now: now, emission: time.Hour, latest: now}
+	require.NoError(t, flowClaim(t, s, "e1", func(c context.Context, tx store.ClaimTx) error {
+		if _, ok, err := tx.Limit(c, rate.key, rate.now, rate.emission, rate.tolerance, rate.latest); err != nil || !ok {
+			return fmt.Errorf("first admission: ok=%v err=%w", ok, err)
+		}
+		return tx.ReleaseLimit(c, rate.key, rate.emission)
+	}))
+	require.Equal(t, []limitResult{admitted(now), refused(now.Add(time.Hour))}, limits(t, s, "e2", rate, rate),
+		"the released admission is free again; the next one is not")
+
+	// Released twice within one claim after two admissions: both are free.
+	throttle := limitCall{key: "t", now: now, emission: time.Minute, latest: far}
+	require.NoError(t, flowClaim(t, s, "e3", func(c context.Context, tx store.ClaimTx) error {
+		for range 2 {
+			if _, _, err := tx.Limit(c, throttle.key, throttle.now, throttle.emission, throttle.tolerance, throttle.latest); err != nil {
+				return err
+			}
+		}
+		for range 2 {
+			if err := tx.ReleaseLimit(c, throttle.key, throttle.emission); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.Equal(t, []limitResult{admitted(now)}, limits(t, s, "e4", throttle))
+
+	// A limiter that does not exist stays absent.
+	require.NoError(t, flowClaim(t, s, "e5", func(c context.Context, tx store.ClaimTx) error {
+		return tx.ReleaseLimit(c, "never", time.Hour)
+	}))
+	require.Equal(t, []limitResult{admitted(now)}, limits(t, s, "e6", limitCall{key: "never", now: now, emission: time.Hour, latest: now}))
+}
+
 // keyResult is what one TakeKey call returned.
 type keyResult struct {
 	Taken  bool

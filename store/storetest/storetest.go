@@ -66,6 +66,7 @@ func Run(t *testing.T, open Opener) {
 		"LimitRateLimit":             testLimitRateLimit,
 		"LimitThrottle":              testLimitThrottle,
 		"LimitPersistsAndRollsBack":  testLimitPersistsAndRollsBack,
+		"LimitRelease":               testLimitRelease,
 		"TakeKey":                    testTakeKey,
 		"Singletons":                 testSingletons,
 		"RecordRun":                  testRecordRun,
