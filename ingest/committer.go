@@ -14,7 +14,10 @@ var errClosed = errors.New("ingest: shutting down")
 
 // commitRequest is one HTTP request's events waiting for a group commit.
 type commitRequest struct {
-	ctx      context.Context
+	ctx context.Context
+	// deadline is when the request must have its answer: its arrival plus
+	// the commit timeout, however long it queued.
+	deadline time.Time
 	events   []store.Event
 	inserted []bool
 	err      error
@@ -61,6 +64,7 @@ func newCommitter(s store.Driver, flushers, maxEvents int, window, timeout time.
 func (c *committer) Commit(ctx context.Context, events []store.Event) ([]bool, error) {
 	r := c.requestPool.Get().(*commitRequest)
 	r.ctx, r.events, r.inserted, r.err = ctx, events, nil, nil
+	r.deadline = time.Now().Add(c.timeout)
 
 	c.mu.RLock()
 	if c.closed {
@@ -120,9 +124,16 @@ func (c *committer) run() {
 func (c *committer) flush(batch []*commitRequest) {
 	// A client that gave up before its turn is not written: it was told its
 	// request failed, so storing its events would surprise it.
+	// Nor is one whose deadline passed while it queued (a store that hangs
+	// holds the flushers): it gets its 503 now.
 	live := batch[:0:0]
+	now := time.Now()
 	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
+		err := r.ctx.Err()
+		if err == nil && !now.Before(r.deadline) {
+			err = context.DeadlineExceeded
+		}
+		if err != nil {
 			r.err = err
 			r.done <- struct{}{}
 			continue
@@ -167,7 +178,16 @@ func (c *committer) insert(reqs []*commitRequest) error {
 			events = append(events, r.events...)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	// The transaction ends by the earliest deadline of its requests, so a
+	// store that stops answering costs each request at most the commit
+	// timeout from its arrival, queueing included.
+	deadline := reqs[0].deadline
+	for _, r := range reqs[1:] {
+		if r.deadline.Before(deadline) {
+			deadline = r.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
 	inserted, err := c.store.InsertEvents(ctx, events, start.Add(-c.window))

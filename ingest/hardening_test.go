@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,4 +149,52 @@ func TestMetricsElsewhere(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// hangingStore answers no insert (a frozen PostgreSQL: connections hang) and
+// records the deadline each insert was given.
+type hangingStore struct {
+	store.Driver
+	mu        sync.Mutex
+	deadlines []time.Time
+}
+
+func (h *hangingStore) InsertEvents(ctx context.Context, _ []store.Event, _ time.Time) ([]bool, error) {
+	d, _ := ctx.Deadline()
+	h.mu.Lock()
+	h.deadlines = append(h.deadlines, d)
+	h.mu.Unlock()
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A request queued behind a commit that hangs gets its 503 by its own
+// arrival plus the commit timeout: the deadline of the transaction that
+// carries it is that, not the moment a flusher got to it plus the timeout.
+func TestCommitDeadlineCountsFromArrival(t *testing.T) {
+	t.Parallel()
+	const timeout = 2 * time.Second
+	hs := &hangingStore{}
+	b := setup(t, "sqlite", func(c *ingest.Config) {
+		hs.Driver = c.Store
+		c.Store = hs
+		c.CommitTimeout = timeout
+		c.Flushers = 1
+	})
+	first := make(chan response, 1)
+	go func() { first <- b.post(t, `{"name":"hang/first"}`) }()
+	require.Eventually(t, func() bool { hs.mu.Lock(); defer hs.mu.Unlock(); return len(hs.deadlines) == 1 }, time.Minute, time.Millisecond)
+	sent := time.Now()
+	second := b.post(t, `{"name":"hang/second"}`)
+	requireError(t, second, http.StatusServiceUnavailable)
+	requireError(t, <-first, http.StatusServiceUnavailable)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	// The second request was either dropped unwritten when its deadline
+	// passed in the queue, or written in a transaction bounded by it: about
+	// sent+timeout. Counted from when the flusher took it, it would be about
+	// sent+2*timeout (the first commit holds the only flusher for timeout).
+	for _, d := range hs.deadlines[1:] {
+		require.True(t, d.Before(sent.Add(timeout+timeout/2)), "the second request's transaction ends by its own deadline (%s after it was sent)", d.Sub(sent))
+	}
 }

@@ -37,6 +37,9 @@ import (
 	"github.com/herald-run/herald/webhooks"
 )
 
+// DefaultCommitTimeout is Config.CommitTimeout's default.
+const DefaultCommitTimeout = 2 * time.Second
+
 // Config configures a Server. Only Store is required; the zero value of every
 // other field means its documented default.
 type Config struct {
@@ -65,8 +68,11 @@ type Config struct {
 	// DedupeWindow is how long an event id deduplicates later events with the
 	// same id. Default 24h.
 	DedupeWindow time.Duration
-	// CommitTimeout bounds one group commit; when the store does not answer in
-	// time the requests get 503. Default 5s.
+	// CommitTimeout bounds how long a request waits for its events to be
+	// committed, from its arrival, queueing for a group commit included; when
+	// the store does not answer in time (down, or frozen with its connections
+	// hanging) the request gets 503 and nothing of it is stored. Default 2s:
+	// a healthy commit takes milliseconds.
 	CommitTimeout time.Duration
 	// Flushers is the number of group commits that may run at once. Default 2:
 	// one commits while the other gathers the next batch; more only contend
@@ -139,7 +145,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.DedupeWindow = 24 * time.Hour
 	}
 	if cfg.CommitTimeout <= 0 {
-		cfg.CommitTimeout = 5 * time.Second
+		cfg.CommitTimeout = DefaultCommitTimeout
 	}
 	if cfg.Flushers <= 0 {
 		cfg.Flushers = 2

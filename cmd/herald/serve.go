@@ -35,7 +35,7 @@ func serveCommand() command {
 			insecure = fs.Bool("insecure", "HERALD_INSECURE", false, "allow starting without event keys or signing key: any event key is accepted and the REST API is open")
 			metricsAddr = fs.String("metrics-addr", "HERALD_METRICS_ADDR", "", "serve GET /metrics on this address (e.g. :9090), without authentication, for a scraper on a private network; by default the API address serves it behind the signing key")
 			migrate = fs.Bool("migrate", "HERALD_MIGRATE", false, "apply database migrations before serving (otherwise run 'herald migrate')")
-			commitTimeout = fs.Duration("commit-timeout", "HERALD_COMMIT_TIMEOUT", 5*time.Second, "how long an ingest commit may take before the request gets 503")
+			commitTimeout = fs.Duration("commit-timeout", "HERALD_COMMIT_TIMEOUT", ingest.DefaultCommitTimeout, "how long a request waits for its events to be committed, queueing included, before it gets 503 (the store is down or frozen)")
 			logFormat = fs.String("log-format", "HERALD_LOG_FORMAT", "json", "log format: json or text")
 			logLevel = fs.String("log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 			limits = addLimitFlags(fs)
