@@ -47,6 +47,34 @@ const (
 // indexOf, trim, format, ...). It has no function that reaches the
 // network, the file system or the clock.
 //
+// Evaluation is bounded, whatever the expression and the event, in every
+// kind of program (Compile, CompileKey, CompileInt, CompileAs, and NewWaitEnv
+// conditions):
+//
+//   - Cost: at most [CostLimit] units. Operations that build strings, bytes,
+//     lists or maps, compare lists and maps, or match regular expressions are
+//     charged by the work they do (about one unit per 10 bytes built), so the
+//     limit bounds what one evaluation builds to about 10 MB and its garbage
+//     to a few tens of megabytes.
+//   - Size: no operation builds a string or bytes value over [MaxStringSize]
+//     bytes or a list over [MaxListSize] elements; replace, join, format, +,
+//     strings.quote and split compute the size of their result and refuse
+//     before allocating it. ==, != and in refuse deep comparisons over
+//     [MaxCompareSize] values.
+//   - Regular expressions: matches accepts patterns of up to [MaxRegexLen]
+//     bytes compiling to at most [MaxRegexProgramSize] instructions (a
+//     constant pattern over that does not compile), and refuses a call whose
+//     work, program size × input length, exceeds [MaxRegexWork].
+//   - Time: comprehensions stop at the context's deadline (checked every
+//     100 iterations). Each operation is bounded by the limits above (one
+//     matches or comparison at its limit takes some 10-25ms) and charged
+//     roughly by its running time, so CostLimit also bounds an evaluation
+//     to about a tenth of a second of work, whatever its deadline.
+//
+// An operation refused by a limit makes the evaluation fail with a
+// [*LimitError] (or, when it is the cost limit, cel-go's error); both match
+// [ErrLimit]. Their messages give sizes and limits, never event data.
+//
 // An Env is safe for concurrent use.
 type Env struct {
 	env   *cel.Env
@@ -103,9 +131,10 @@ func NewEnvWith(decls ...cel.EnvOption) (*Env, error) {
 
 // CompileError is an expression that does not compile: a syntax error, an
 // unknown identifier or function, a type error, a non-boolean result, an
-// empty expression, one over MaxExprLen, or one whose cost is certain to exceed
-// CostLimit. Line and Column are 1-based and locate the first problem;
-// they are 0 when the problem concerns the whole expression.
+// empty expression, one over MaxExprLen, one whose cost is certain to exceed
+// CostLimit, or one with a constant regular expression that is invalid or
+// over MaxRegexProgramSize. Line and Column are 1-based and locate the first
+// problem; they are 0 when the problem concerns the whole expression.
 type CompileError struct {
 	Expr    string
 	Message string
@@ -300,8 +329,9 @@ func (p *Program) value(ctx context.Context, vars map[string]any) (ref.Val, erro
 
 // Value evaluates the program with vars (one value per declared variable)
 // and returns its raw result, for programs compiled with CompileAs. It stops
-// at the cost limit and when ctx is done, and turns a panic of cel-go into
-// an error; errors do not name the expression, so callers can say what it is.
+// at the limits documented on Env (its error then matches ErrLimit) and when
+// ctx is done, and turns a panic of cel-go into an error; errors do not name
+// the expression, so callers can say what it is.
 func (p *Program) Value(ctx context.Context, vars map[string]any) (out ref.Val, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -26,7 +26,8 @@ func fuzzEvent(t testing.TB) map[string]any {
 		"plan": "pro", "email": "Ada@Example.com", "empty": "", "uni": "żółw ✓ 😀",
 		"tags": ["a", "b", "vip"], "user": {"id": "u_42", "age": 36, "admin": false},
 		"items": [{"sku": "x", "qty": 2}, {"sku": "y", "qty": 5}],
-		"matrix": [[1, 2], [3, 4]], "flag": true, "nothing": null, "obj": {}
+		"matrix": [[1, 2], [3, 4]], "flag": true, "nothing": null, "obj": {},
+		"s": "aaaaaaaaaa"
 	}`), "01J0", 1700000000000, "2024-01")
 	if err != nil {
 		t.Fatal(err)
@@ -45,10 +46,28 @@ const evalGrace = 5 * time.Second
 // failure is a *CompileError for that expression with a position inside it
 // (or none); expressions that are empty or over MaxExprLen never compile; and
 // a program that compiles evaluates against a fixed event without panicking,
-// returns by its context deadline, honours the result contract of Eval, EvalKey
-// or EvalInt, and leaves the shared activation unchanged.
+// returns by its context deadline, allocates less than maxEvalAlloc while
+// evaluating, honours the result contract of Eval, EvalKey or EvalInt, and
+// leaves the shared activation unchanged.
 func FuzzCompile(f *testing.F) {
+	// Expressions that build far more than they are long, each stopped by
+	// a limit before it allocates: amplifying string and list functions,
+	// deep comparisons of lists holding the same list many times, large
+	// regular expressions. (Those stopped by the cost limit take tens of
+	// milliseconds each, which slows fuzzing down: their unit tests are in
+	// limits_test.go.)
 	for _, s := range []string{
+		replaceBomb("event.data.s"), amplify("event.data.s") + `.replace("a", ` + amplify("event.data.s") + `)`,
+		`size(` + amplify("event.data.s") + `.replace("a", ` + amplify("event.data.s") + `))`,
+		doubling(amplify("event.data.s"), 6), doubling("event.data.tags", 20), doubling(`bytes(`+amplify("event.data.s")+`)`, 5),
+		`[` + amplify("event.data.s") + `].map(x, [x, x, x, x, x, x, x, x, x, x, x, x].join()).size() > 0`,
+		`[` + amplify("event.data.s") + `].map(x, "%s%s%s%s%s%s%s%s%s%s%s".format([x, x, x, x, x, x, x, x, x, x, x])) != []`,
+		`[` + amplify("event.data.s") + `].map(x, "%s".format([[x, x, x, x, x, x, x, x, x, x, x]])) != []`,
+		`[` + amplify("event.data.s") + `].map(x, (x + x + x + x + x).split("")).size() > 0`,
+		`[` + amplify("event.data.s") + `.replace("a", "\n")].map(x, strings.quote(x + x + x + x + x + x)) != []`,
+		nest(7, "=="),
+		`event.data.s.matches("` + alternation(3300) + `")`,
+		`event.data.s.matches(event.data.s + "[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}[a-z]{1000}")`,
 		// Bool, key and int expressions that compile.
 		`true`, `event.data.amount > 10`, `event.data.plan == "pro"`,
 		`event.data.tags.exists(t, t == "vip")`, `"vip" in event.data.tags`,
@@ -140,7 +159,9 @@ func FuzzCompile(f *testing.F) {
 			if p == nil || p.Expr() != expr {
 				t.Fatalf("%s(%q): program for %q", k.name, expr, p.Expr())
 			}
-			evalWithin(t, k.name, p, k.eval)
+			if n := allocated(func() { evalWithin(t, k.name, p, k.eval) }); n > maxEvalAlloc {
+				t.Fatalf("%s(%q): evaluation allocated %d bytes, over %d", k.name, expr, n, maxEvalAlloc)
+			}
 			if !reflect.DeepEqual(ev, pristine) {
 				t.Fatalf("%s(%q): evaluation changed the activation", k.name, expr)
 			}

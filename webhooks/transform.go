@@ -16,9 +16,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common"
+	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/cel-go/parser"
 
 	"github.com/herald-run/herald/triggers"
 )
@@ -33,6 +37,15 @@ const (
 
 	// maxSafeInt is the largest integer a float64 holds exactly (2^53).
 	maxSafeInt = 1 << 53
+
+	// minSecretLen is the length, in bytes, from which a string literal of
+	// a transform is kept out of its evaluation errors (see
+	// secretLiterals): shorter ones are names and keys, and make errors
+	// readable; credentials are longer.
+	minSecretLen = 8
+
+	// redacted replaces a secret literal in an error message.
+	redacted = "[redacted]"
 )
 
 // eventKeys are the keys an event map may have.
@@ -94,7 +107,58 @@ func (e *Env) compile(expr string) (*Transform, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Transform{expr: expr, prg: prg}, nil
+	secrets, ok := secretLiterals(expr)
+	return &Transform{prg: prg, secrets: secrets, hideDetail: !ok}, nil
+}
+
+// secretLiterals returns the string and bytes literals of expr that
+// evaluation errors must not show: those of at least minSecretLen bytes that
+// are not map keys or indexes, such as the token of
+// `headers["authorization"] == "Bearer sk_live_..." ? ... : ...`, which an
+// error could otherwise quote through a value computed from it. Keys and
+// indexes (`{"customer_id": ...}`, `body["type"]`) name fields, which errors
+// need to say where they went wrong. ok is false if expr does not parse.
+func secretLiterals(expr string) (secrets []string, ok bool) {
+	p, err := parser.NewParser()
+	if err != nil {
+		return nil, false
+	}
+	a, iss := p.Parse(common.NewTextSource(expr))
+	if iss != nil && len(iss.GetErrors()) > 0 {
+		return nil, false
+	}
+	keys := map[int64]bool{}
+	visit := func(e ast.Expr) {
+		switch e.Kind() {
+		case ast.CallKind:
+			c := e.AsCall()
+			if c.FunctionName() == operators.Index && len(c.Args()) == 2 {
+				keys[c.Args()[1].ID()] = true
+			}
+		case ast.MapKind:
+			for _, entry := range e.AsMap().Entries() {
+				keys[entry.AsMapEntry().Key().ID()] = true
+			}
+		case ast.LiteralKind:
+			if keys[e.ID()] {
+				return
+			}
+			var lit string
+			switch v := e.AsLiteral().(type) {
+			case types.String:
+				lit = string(v)
+			case types.Bytes:
+				lit = string(v)
+			}
+			if len(lit) >= minSecretLen {
+				secrets = append(secrets, lit)
+			}
+		}
+	}
+	ast.PreOrderVisit(a.Expr(), ast.NewExprVisitor(visit))
+	// Longest first, so that a secret containing another is replaced whole.
+	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	return secrets, true
 }
 
 func (t *Transform) apply(ctx context.Context, d Delivery) (events []map[string]any, err error) {
@@ -122,7 +186,7 @@ func (t *Transform) apply(ctx context.Context, d Delivery) (events []map[string]
 	}
 	switch v := out.(type) {
 	case traits.Mapper:
-		ev, err := toEvent(v)
+		ev, err := toEvent(v, newBudget())
 		if err != nil {
 			return nil, t.errorf("%w", err)
 		}
@@ -136,12 +200,13 @@ func (t *Transform) apply(ctx context.Context, d Delivery) (events []map[string]
 			return nil, t.errorf("gave %d events, more than the limit of %d", n, maxEvents)
 		}
 		events = make([]map[string]any, 0, n)
+		budget := newBudget()
 		for i := types.Int(0); i < n; i++ {
 			m, ok := v.Get(i).(traits.Mapper)
 			if !ok {
 				return nil, t.errorf("event %d is %s, not a map", i, typeName(v.Get(i)))
 			}
-			ev, err := toEvent(m)
+			ev, err := toEvent(m, budget)
 			if err != nil {
 				return nil, t.errorf("event %d: %w", i, err)
 			}
@@ -152,9 +217,41 @@ func (t *Transform) apply(ctx context.Context, d Delivery) (events []map[string]
 	return nil, t.errorf("gave %s, not a map (one event) or a list of maps (several)", typeName(out))
 }
 
+// errorf returns an evaluation error. Its message reaches whoever sent the
+// delivery, so it says what went wrong without quoting the transform, whose
+// literals may hold credentials, and with the transform's secret literals
+// (see secretLiterals) removed from the cause. The cause stays available to
+// errors.Is and errors.As.
 func (t *Transform) errorf(format string, args ...any) error {
-	return fmt.Errorf("webhooks: transform %s: %w", shorten(t.expr), fmt.Errorf(format, args...))
+	cause := fmt.Errorf(format, args...)
+	if t.hideDetail {
+		return &evalError{msg: "webhooks: transform failed", cause: cause}
+	}
+	return &evalError{msg: "webhooks: transform failed: " + t.redact(cause.Error()), cause: cause}
 }
+
+// redact removes the transform's secret literals from msg, as they are and
+// as strconv.Quote or %q escapes them.
+func (t *Transform) redact(msg string) string {
+	for _, s := range t.secrets {
+		msg = strings.ReplaceAll(msg, s, redacted)
+		if q := strconv.Quote(s); q[1:len(q)-1] != s {
+			msg = strings.ReplaceAll(msg, q[1:len(q)-1], redacted)
+		}
+	}
+	return msg
+}
+
+// evalError is a transform's evaluation error: a message fit for the sender
+// of the delivery, and the cause.
+type evalError struct {
+	msg   string
+	cause error
+}
+
+func (e *evalError) Error() string { return e.msg }
+
+func (e *evalError) Unwrap() error { return e.cause }
 
 func typeName(v ref.Val) string {
 	if v == nil {
@@ -166,9 +263,24 @@ func typeName(v ref.Val) string {
 	return v.Type().TypeName()
 }
 
+// resultBudget is what remains of MaxResultSize for the events of one
+// delivery, in bytes as toJSON estimates them.
+type resultBudget struct{ left int64 }
+
+func newBudget() *resultBudget { return &resultBudget{left: MaxResultSize} }
+
+// spend takes size bytes, at least minValueSize, for one value.
+func (b *resultBudget) spend(size int64) error {
+	b.left -= max(size, minValueSize)
+	if b.left < 0 {
+		return fmt.Errorf("result is larger than %d bytes as JSON", MaxResultSize)
+	}
+	return nil
+}
+
 // toEvent converts one event map, checking only its shape: string keys from
 // the event's fields. The ingest API validates the values.
-func toEvent(m traits.Mapper) (map[string]any, error) {
+func toEvent(m traits.Mapper, budget *resultBudget) (map[string]any, error) {
 	out := map[string]any{}
 	it := m.Iterator()
 	for it.HasNext() == types.True {
@@ -188,7 +300,7 @@ func toEvent(m traits.Mapper) (map[string]any, error) {
 			out[key] = ts.Time.UnixMilli()
 			continue
 		}
-		v, err := toJSON(val, 1)
+		v, err := toJSON(val, 1, budget)
 		if err != nil {
 			var pe *pathError
 			if errors.As(err, &pe) {
@@ -205,9 +317,23 @@ func toEvent(m traits.Mapper) (map[string]any, error) {
 // it from: map[string]any, []any, string, int64 or float64, bool or nil.
 // Timestamps become RFC 3339 strings in UTC; bytes, durations, types and
 // non-finite doubles are errors, as JSON has no form for them.
-func toJSON(v ref.Val, depth int) (any, error) {
+//
+// Each value is charged to budget: a list built by the transform can hold
+// the same large value many times over, so its converted form could be
+// exponentially larger than anything the evaluation built.
+func toJSON(v ref.Val, depth int, budget *resultBudget) (any, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("nested deeper than %d levels", maxDepth)
+	}
+	size := int64(len("false"))
+	switch v := v.(type) {
+	case types.String:
+		size = int64(len(v)) + 2
+	case types.Int, types.Uint, types.Double, types.Timestamp:
+		size = 24
+	}
+	if err := budget.spend(size); err != nil {
+		return nil, err
 	}
 	switch v := v.(type) {
 	case types.Null:
@@ -240,7 +366,10 @@ func toJSON(v ref.Val, depth int) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("map key %v is %s, not a string", k, typeName(k))
 			}
-			e, err := toJSON(v.Get(k), depth+1)
+			if err := budget.spend(int64(len(ks)) + 3); err != nil {
+				return nil, err
+			}
+			e, err := toJSON(v.Get(k), depth+1, budget)
 			if err != nil {
 				return nil, within(keyPath(string(ks)), err)
 			}
@@ -254,7 +383,7 @@ func toJSON(v ref.Val, depth int) (any, error) {
 		}
 		out := make([]any, 0, n)
 		for i := types.Int(0); i < n; i++ {
-			e, err := toJSON(v.Get(i), depth+1)
+			e, err := toJSON(v.Get(i), depth+1, budget)
 			if err != nil {
 				return nil, within(fmt.Sprintf("[%d]", i), err)
 			}

@@ -93,9 +93,10 @@ func (v Verify) Check(body []byte, headers http.Header, now time.Time) (delivery
 // Env is the CEL environment of transforms: `body` (the parsed JSON body,
 // dyn), `headers` (map of lower-cased header name to its first value) and
 // `query` (map of query parameter to its first value). It offers the
-// standard CEL library and macros and the cel-go string extensions, as
-// trigger expressions do; nothing in it reaches the network, the files or
-// the clock. An Env is safe for concurrent use.
+// standard CEL library and macros and the cel-go string extensions, with the
+// cost, size and regular expression limits of trigger expressions (see
+// triggers.Env); nothing in it reaches the network, the files or the clock.
+// An Env is safe for concurrent use.
 type Env struct{ env *triggers.Env }
 
 // NewEnv builds the transform environment; build one and share it.
@@ -104,16 +105,36 @@ func NewEnv() (*Env, error) { return newEnv() }
 // Transform is a compiled transform. It is immutable and safe for
 // concurrent use.
 type Transform struct {
-	expr string
-	prg  *triggers.Program
+	prg *triggers.Program
+	// secrets are the literals evaluation errors must not show (see
+	// secretLiterals); hideDetail says they could not be found, so errors
+	// show only that the evaluation failed.
+	secrets    []string
+	hideDetail bool
 }
+
+// Limits of Apply.
+const (
+	// MaxResultSize bounds the events one delivery may produce, in bytes of
+	// JSON as Apply estimates them while converting (each value counts at
+	// least minValueSize bytes). It is above what the ingest API accepts in
+	// one request by default (3 MiB).
+	MaxResultSize = 4 << 20
+
+	// minValueSize is the least a value counts toward MaxResultSize, so that
+	// converting a result of many tiny values, such as empty lists, is
+	// bounded in time as well as in size.
+	minValueSize = 8
+)
 
 // Compile compiles a transform expression; its result must be a map (one
 // event) or a list of maps (several), checked at evaluation when dyn. Errors
-// name the line and column, like trigger expressions. Compile also rejects
-// an empty expression, one over 4096 bytes, and one whose cost is certain
-// to exceed the evaluation cost limit. Compile when a source is created, so
-// the user sees the error then and not at the first delivery.
+// name the line and column, like trigger expressions, and quote the
+// transform. Compile also rejects an empty expression, one over 4096 bytes,
+// one whose cost is certain to exceed the evaluation cost limit, and one
+// whose constant regular expression is over triggers.MaxRegexProgramSize.
+// Compile when a source is created, so the user sees the error then and not
+// at the first delivery.
 func (e *Env) Compile(expr string) (*Transform, error) { return e.compile(expr) }
 
 // Delivery is one webhook request as a transform sees it.
@@ -138,8 +159,18 @@ type Delivery struct {
 // values and non-finite doubles are errors. The ingest API then validates
 // the events' fields as for any other event.
 //
-// Errors wrap the cause (ctx.Err() included) and quote the expression.
-// Apply never panics. d.Body is expected to be as ParseDelivery builds it.
+// The result may be at most MaxResultSize bytes of JSON (estimated), and the
+// evaluation is bounded by the limits of trigger expressions (see
+// triggers.Env); an evaluation stopped by one matches triggers.ErrLimit.
+//
+// Errors wrap the cause (ctx.Err() included). Their message, which the
+// ingest API returns to whoever sent the delivery, names the failure but
+// never quotes the transform, and has the transform's string literals of 8
+// bytes or more, other than map keys and indexes, replaced by "[redacted]",
+// so that a credential written in a transform does not leak through a value
+// computed from it. (Compile errors, shown to whoever writes the transform,
+// do quote it.) Apply never panics. d.Body is expected to be as
+// ParseDelivery builds it.
 func (t *Transform) Apply(ctx context.Context, d Delivery) ([]map[string]any, error) {
 	return t.apply(ctx, d)
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-run/herald/triggers"
 	"github.com/herald-run/herald/webhooks"
 )
 
@@ -471,12 +473,130 @@ func TestTransformEmptyBody(t *testing.T) {
 	require.Equal(t, []map[string]any{{"name": "ping/hello", "data": map[string]any{"body": nil}}}, events)
 }
 
+// maxApplyAlloc is the most one Apply may allocate in these tests. Without
+// the limits, the transforms below ask for gigabytes.
+const maxApplyAlloc = 64 << 20
+
+// allocated returns the bytes the process allocated while f ran. Tests that
+// use it must not run in parallel with others, whose allocations would count.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// amplify is the string four chained replace() calls turn the 10-byte string
+// at path into: 10^5 bytes.
+func amplify(path string) string {
+	return path + strings.Repeat(`.replace("a","aaaaaaaaaa")`, 4)
+}
+
+// replaceBomb is a transform whose event data is X.replace("a", X), with X =
+// amplify("body.s"): a 10 GB string for a body of {"s": "aaaaaaaaaa"}.
+func replaceBomb() string {
+	x := amplify("body.s")
+	return `{"name": "bomb/replace", "data": {"s": ` + x + `.replace("a", ` + x + `)}}`
+}
+
+// nestedList is a list holding the same list 10 times, nested depth times:
+// 10^depth leaves built in a few hundred bytes and microseconds.
+func nestedList(depth int) string {
+	ten := func(v string) string { return "[" + strings.TrimSuffix(strings.Repeat(v+",", 10), ",") + "]" }
+	vars := "abcdefghij"
+	expr := ten(vars[depth-1 : depth])
+	for i := depth - 1; i >= 0; i-- {
+		src := "[" + ten("1") + "]"
+		if i > 0 {
+			src = "[" + ten(vars[i-1:i]) + "]"
+		}
+		expr = src + ".map(" + vars[i:i+1] + ", " + expr + ")"
+	}
+	return expr
+}
+
+// The repro of the out-of-memory crash through a transform: one replace()
+// asked for 10 GB, allocated before its cost was charged.
+func TestTransformReplaceBomb(t *testing.T) {
+	expr := replaceBomb()
+	require.Less(t, len(expr), 300)
+	tr := compile(t, expr)
+	d := delivery(t, `{"s": "aaaaaaaaaa"}`, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	var events []map[string]any
+	var err error
+	n := allocated(func() { events, err = tr.Apply(ctx, d) })
+	require.Nil(t, events)
+	require.ErrorIs(t, err, triggers.ErrLimit)
+	require.ErrorContains(t, err, "replace: result would be 10000000000 bytes, over the 1048576-byte limit")
+	require.Less(t, n, uint64(maxApplyAlloc), "allocated %d bytes", n)
+}
+
+// A result that holds the same list many times is small to build but
+// exponentially large to convert; its conversion stops at MaxResultSize.
+func TestTransformResultSize(t *testing.T) {
+	tr := compile(t, `{"name": "a", "data": {"x": `+nestedList(6)+`}}`)
+	var events []map[string]any
+	var err error
+	n := allocated(func() { events, err = tr.Apply(context.Background(), webhooks.Delivery{}) })
+	require.Nil(t, events)
+	require.ErrorContains(t, err, "data.x[0][0][0][0][0]")
+	require.ErrorContains(t, err, "result is larger than 4194304 bytes as JSON")
+	require.Less(t, n, uint64(maxApplyAlloc), "allocated %d bytes", n)
+
+	// A large result within the limit converts.
+	events, err = compile(t, `{"name": "a", "data": {"x": `+nestedList(4)+`}}`).Apply(context.Background(), webhooks.Delivery{})
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+}
+
+// A failing transform's error reaches whoever sent the delivery: it names the
+// failure without quoting the transform, whose literals may hold secrets.
+func TestTransformErrorHidesLiterals(t *testing.T) {
+	const secret = "sk_live_51HxYzAbCdEfGhIjKl"
+	d := delivery(t, `{"prefix": "12"}`, nil, nil)
+	for _, tc := range []struct{ name, expr, wantErr string }{
+		{"failure elsewhere", `{"name": "a", "data": {"token": "` + secret + `", "x": body.missing}}`, "no such key: missing"},
+		{"failure on a value built from the literal", `{"name": "a", "data": {"t": timestamp(body.prefix + "` + secret + `")}}`, `invalid RFC 3339 timestamp "12[redacted]"`},
+		{"lookup of a key built from the literal", `{"name": "a", "data": {"t": body[body.prefix + "` + secret + `"]}}`, `no such key: 12[redacted]`},
+		{"time zone", `{"name": "a", "data": {"h": timestamp(0).getHours(body.prefix + "` + secret + `")}}`, `unknown time zone 12[redacted]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := compile(t, tc.expr)
+			_, err := tr.Apply(context.Background(), d)
+			require.ErrorContains(t, err, "webhooks: transform failed: ")
+			require.ErrorContains(t, err, tc.wantErr)
+			require.NotContains(t, err.Error(), secret)
+			require.NotContains(t, err.Error(), "sk_live")
+		})
+	}
+
+	// The operator who writes a transform sees it quoted in compile errors.
+	env, err := webhooks.NewEnv()
+	require.NoError(t, err)
+	_, err = env.Compile(`{"name": "` + secret + `", "data": body.}`)
+	require.ErrorContains(t, err, secret)
+}
+
 // FuzzTransform checks that parsing, compiling and applying any expression
-// to any body never panics, and that what Apply returns is either an error
-// or events encoding/json accepts with only the event keys. The seeds run in
-// every `go test`; `go test -fuzz FuzzTransform ./webhooks` explores.
+// to any body never panics, that Apply returns within its deadline (100ms,
+// as the ingest API gives it) having allocated less than maxApplyAlloc, and
+// that what it returns is either an error or events encoding/json accepts
+// with only the event keys. The seeds run in every `go test`; `go test -fuzz
+// FuzzTransform ./webhooks` explores.
 func FuzzTransform(f *testing.F) {
 	for _, s := range []struct{ expr, body string }{
+		// Transforms that build far more than they are long, each stopped
+		// by a limit.
+		{replaceBomb(), `{"s": "aaaaaaaaaa"}`},
+		{`{"name": "a", "data": {"x": ` + nestedList(7) + `}}`, `{}`},
+		{`{"name": "a", "data": [` + amplify("body.s") + `].map(x, [x+x].map(y, [y+y].map(z, [z+z].map(w, w+w+w+w))))}`, `{"s": "aaaaaaaaaa"}`},
+		{`{"name": "a", "data": ` + amplify("body.s") + `.matches("` + strings.Repeat("[a-z]{100}", 30) + `")}`, `{"s": "aaaaaaaaaa"}`},
+		{`{"name": "a", "data": "%s".format([` + nestedList(6) + `])}`, `{}`},
+		{`{"name": "a", "data": ` + nestedList(7) + ` == ` + nestedList(7) + `}`, `{}`},
+		{`[{"name": "a", "data": [(` + amplify("body.s") + ` + "a").split("")]}]`, `{"s": "aaaaaaaaaa"}`},
 		{`{"name": "clerk/" + body.type, "data": body.data, "id": headers["svix-id"]}`, clerkBody},
 		{`body.items.map(i, {"name": "x/" + i.sku})`, `{"items":[{"sku":"a"},{"sku":"b"}]}`},
 		{`body`, `{"name":"a","data":{"x":[1,2.5,null,true]}}`},
@@ -507,9 +627,23 @@ func FuzzTransform(f *testing.F) {
 		if err != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		const deadline = 100 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
 		defer cancel()
-		events, err := tr.Apply(ctx, d)
+		var events []map[string]any
+		done := make(chan struct{})
+		n := allocated(func() {
+			go func() {
+				defer close(done)
+				events, err = tr.Apply(ctx, d)
+			}()
+			select {
+			case <-done:
+			case <-time.After(deadline + 5*time.Second):
+				t.Fatalf("Apply(%q) did not return 5s after its deadline", expr)
+			}
+		})
+		require.Less(t, n, uint64(maxApplyAlloc), "Apply(%q) allocated %d bytes", expr, n)
 		if err != nil {
 			require.Nil(t, events)
 			return
