@@ -198,3 +198,38 @@ func TestCommitDeadlineCountsFromArrival(t *testing.T) {
 		require.True(t, d.Before(sent.Add(timeout+timeout/2)), "the second request's transaction ends by its own deadline (%s after it was sent)", d.Sub(sent))
 	}
 }
+
+// The replace bomb as a webhook transform used to kill the process on the
+// first signed delivery. Now the delivery gets a 400 that does not quote
+// the transform, and Herald stays up.
+func TestWebhookTransformBomb(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sqlite")
+	x := "body.s" + strings.Repeat(`.replace("a","aaaaaaaaaa")`, 4)
+	bomb := `{"name": "bomb/x", "data": {"v": ` + x + `.replace("a", ` + x + `)}}`
+	raw, err := json.Marshal(bomb)
+	require.NoError(t, err)
+	w := b.createWebhook(t, strings.Replace(svixSource("bomb", ""), `"transform":""`, `"transform":`+string(raw), 1))
+	body := `{"s":"aaaaaaaaaa"}`
+	r := b.deliver(t, w.ID, body, svixHeaders(t, svixSecret, "msg_bomb", time.Now(), body))
+	requireError(t, r, http.StatusBadRequest, "transform failed")
+	require.NotContains(t, string(r.body), "aaaaaaaaaa", "the reply does not quote the transform")
+	require.Equal(t, http.StatusOK, b.get(t, "/healthz").status)
+}
+
+// A stored transform a newer Herald no longer compiles is the source
+// owner's to fix: the sender gets a 500 (it retries later) that does not
+// quote the transform.
+func TestWebhookStoredTransformThatNoLongerCompiles(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sqlite")
+	w := b.createWebhook(t, svixSource("old", ""))
+	stored, err := b.store.GetWebhook(context.Background(), w.ID)
+	require.NoError(t, err)
+	stored.ID, stored.Transform = "wh_broken", `{"name": "x/" + secret_token_literal_1234}`
+	require.NoError(t, b.store.CreateWebhook(context.Background(), stored))
+	body := `{"s":"a"}`
+	r := b.deliver(t, stored.ID, body, svixHeaders(t, svixSecret, "msg_old", time.Now(), body))
+	requireError(t, r, http.StatusInternalServerError, "transform does not compile")
+	require.NotContains(t, string(r.body), "secret_token_literal_1234")
+}

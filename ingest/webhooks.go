@@ -340,6 +340,12 @@ func (s *Server) handleWebhookDelivery(c *gin.Context) {
 		return
 	}
 	events, err := s.deliveryEvents(c, w, v.Scheme, deliveryID, body)
+	var broken *brokenSourceError
+	if errors.As(err, &broken) {
+		s.log.Error("webhook source's transform does not compile", "webhook", w.ID, "err", broken.err)
+		writeError(c, http.StatusInternalServerError, "this webhook's transform does not compile; fix it with PATCH /v1/webhooks/"+w.ID)
+		return
+	}
 	if err != nil {
 		s.metrics.rejected.WithLabelValues("invalid").Inc()
 		writeError(c, http.StatusBadRequest, err.Error())
@@ -382,12 +388,15 @@ func (s *Server) deliveryEvents(c *gin.Context, w store.Webhook, scheme, deliver
 	} else {
 		t, err := s.transforms.get(w.Transform)
 		if err != nil {
-			return nil, errors.New(trimPkg(err))
+			// Compiled when the source was saved; a newer Herald's limits
+			// may refuse it. The source's owner must fix it: the sender is
+			// told so, without the transform.
+			return nil, &brokenSourceError{err: err}
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), TransformTimeout)
 		defer cancel()
 		if events, err = t.Apply(ctx, d); err != nil {
-			return nil, errors.New(trimPkg(err)) // `transform "<expr>": ...`
+			return nil, errors.New(trimPkg(err)) // "transform failed: ...", without the transform
 		}
 	}
 	if deliveryID != "" {
@@ -404,6 +413,12 @@ func (s *Server) deliveryEvents(c *gin.Context, w store.Webhook, scheme, deliver
 	}
 	return events, nil
 }
+
+// brokenSourceError is a stored source that can no longer turn deliveries
+// into events: its owner, not the sender, must act.
+type brokenSourceError struct{ err error }
+
+func (e *brokenSourceError) Error() string { return "webhook source: " + e.err.Error() }
 
 // noEventID reports whether an event's id value leaves the id to Herald.
 func noEventID(id any) bool {

@@ -57,7 +57,7 @@ func convertNumbers(v any) (any, error) {
 		f, err := strconv.ParseFloat(string(x), 64)
 		if err != nil {
 			// Only overflow gets here; the decoder has checked the syntax.
-			return nil, fmt.Errorf("number %s: %w", x, err)
+			return nil, fmt.Errorf("a number (%d digits) beyond the range of a 64-bit float: %w", len(x), strconv.ErrRange)
 		}
 		return f, nil
 	case map[string]any:
