@@ -273,7 +273,8 @@ func (s *Server) handleFinishRun(c *gin.Context) {
 	}
 	if err := s.cfg.Store.FinishRun(c.Request.Context(), run, sys); err != nil {
 		if errors.Is(err, store.ErrInvalidData) {
-			writeError(c, http.StatusBadRequest, err.Error())
+			s.log.Warn("the store refused a run's outcome", "run_id", runID, "err", err)
+			writeError(c, http.StatusBadRequest, "the store refused the run's output or error; nothing was recorded")
 			return
 		}
 		s.storeError(c, err)

@@ -94,6 +94,9 @@ type Config struct {
 	// Temporal is used to cancel runs. Optional: without it the cancel
 	// routes answer 503.
 	Temporal Canceller
+	// Jobs configures the leases under which bulk cancellations run, so a
+	// job whose replica dies is taken over (see JobLease).
+	Jobs JobLease
 	// OnCommit is called after events are committed, to wake the router
 	// without waiting for its poll. It must not block.
 	OnCommit func()
@@ -483,7 +486,9 @@ func (s *Server) commitFailed(c *gin.Context, err error) {
 	switch {
 	case errors.Is(err, store.ErrInvalidData):
 		s.metrics.rejected.WithLabelValues("invalid").Inc()
-		writeError(c, http.StatusBadRequest, "the store refused the events' data; nothing was stored: "+err.Error())
+		// The driver's words stay in the log: they name tables and statements.
+		s.log.Warn("the store refused events' data", "err", err)
+		writeError(c, http.StatusBadRequest, "the store refused the events' data; nothing was stored")
 	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
 		// The client went away; nobody reads this reply.
 		writeError(c, 499, "request cancelled by the client; nothing was stored")
