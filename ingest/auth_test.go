@@ -54,7 +54,7 @@ func v1Routes(t *testing.T, srv *ingest.Server) []route {
 	var v1 []route
 	for _, ri := range srv.Engine().Routes() {
 		r := route{ri.Method, ri.Path}
-		if strings.HasPrefix(ri.Path, "/v1/") || ri.Path == "/v1" || ri.Path == "/metrics" {
+		if strings.HasPrefix(ri.Path, "/v1/") || ri.Path == "/v1" || ri.Path == "/metrics" || strings.HasPrefix(ri.Path, "/debug/pprof/") {
 			v1 = append(v1, r)
 			continue
 		}
@@ -69,6 +69,7 @@ func v1Routes(t *testing.T, srv *ingest.Server) []route {
 		{http.MethodPost, "/v1/invoke/*function_id"},
 		{http.MethodPost, "/v1/cancellations"},
 		{http.MethodGet, "/metrics"},
+		{http.MethodGet, "/debug/pprof/*profile"},
 		{http.MethodHead, "/v1/events/:id"},
 	} {
 		require.Contains(t, v1, known)

@@ -143,12 +143,27 @@ func TestMetricsElsewhere(t *testing.T) {
 	t.Parallel()
 	b := setup(t, "sqlite", func(c *ingest.Config) { c.MetricsElsewhere = true })
 	require.Equal(t, http.StatusNotFound, b.get(t, "/metrics").status)
-	ms := httptest.NewServer(b.srv.MetricsHandler())
+	require.Equal(t, http.StatusNotFound, b.get(t, "/debug/pprof/").status)
+	ms := httptest.NewServer(b.srv.OperatorHandler())
 	t.Cleanup(ms.Close)
-	resp, err := http.Get(ms.URL)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap?debug=1"} {
+		resp, err := http.Get(ms.URL + path)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
+}
+
+// Profiles are served with the signing key (and open in dev, which has none).
+func TestPprof(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sqlite", serveMode)
+	requireError(t, b.get(t, "/debug/pprof/heap"), http.StatusUnauthorized, "missing signing key")
+	r := b.do(t, http.MethodGet, "/debug/pprof/heap?debug=1", nil, http.Header{"Authorization": {"Bearer " + authSigningKey}})
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, string(r.body), "heap profile")
+	dev := setup(t, "sqlite", func(c *ingest.Config) { c.AllowAnyEventKey = true })
+	require.Equal(t, http.StatusOK, dev.get(t, "/debug/pprof/goroutine?debug=1").status)
 }
 
 // hangingStore answers no insert (a frozen PostgreSQL: connections hang) and

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strings"
 	"sync"
@@ -54,10 +55,10 @@ type Config struct {
 	EventKeys []string
 	// AllowAnyEventKey accepts every event key; for `herald dev` only.
 	AllowAnyEventKey bool
-	// MetricsElsewhere leaves GET /metrics out of Handler, because the
-	// process serves MetricsHandler on a listener of its own (herald serve
-	// --metrics-addr). Otherwise /metrics is served by Handler, behind the
-	// signing key when one is set.
+	// MetricsElsewhere leaves GET /metrics and /debug/pprof/ out of Handler,
+	// because the process serves OperatorHandler on a listener of its own
+	// (herald serve --metrics-addr). Otherwise Handler serves them, behind
+	// the signing key when one is set.
 	MetricsElsewhere bool
 	// SigningKey, when set, must be sent as "Authorization: Bearer <key>" on
 	// every /v1 route. Empty leaves /v1 open; `herald serve` never does that
@@ -247,6 +248,7 @@ func (s *Server) routes() *gin.Engine {
 	get(r, "/readyz", s.handleReady)
 	if !s.cfg.MetricsElsewhere {
 		get(r, "/metrics", s.requireSigningKey, gin.WrapH(s.MetricsHandler()))
+		get(r, "/debug/pprof/*profile", s.requireSigningKey, gin.WrapH(pprofHandler()))
 	}
 
 	v1 := r.Group("/v1", s.requireSigningKey)
@@ -281,6 +283,27 @@ func get(r gin.IRoutes, path string, handlers ...gin.HandlerFunc) {
 // mount it on a listener only operators reach (see Config.MetricsElsewhere).
 func (s *Server) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{})
+}
+
+// OperatorHandler serves /metrics and Go's profiles under /debug/pprof/,
+// with no authentication, for the operators' listener (--metrics-addr).
+func (s *Server) OperatorHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.MetricsHandler())
+	mux.Handle("/debug/pprof/", pprofHandler())
+	return mux
+}
+
+// pprofHandler serves Go's runtime profiles (net/http/pprof) under
+// /debug/pprof/: CPU, heap, goroutines, block and mutex.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // checkParams refuses path and query parameters that no stored id, name or

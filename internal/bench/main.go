@@ -41,11 +41,16 @@ func main() {
 		dbURL       = flag.String("database-url", testdb.BaseURL(), "PostgreSQL to measure against [$HERALD_TEST_DATABASE_URL]")
 		duration    = flag.Duration("duration", 5*time.Second, "how long each load phase runs, after a 1s warm-up")
 		conns       = flag.Int("conns", 64, "concurrent keep-alive connections of the load client")
-		only        = flag.String("only", "", "comma-separated phases to run (ceiling,single,copy,batch,dispatch,resume,flow); default all")
+		only        = flag.String("only", "", "comma-separated phases to run (serve,e2e: the serving processes; ceiling,single,copy,batch,dispatch,resume,flow: components); default all")
 		starts      = flag.Int("starts", 10000, "workflow starts in the dispatch phase (raw and through Herald)")
 		flushers    = flag.Int("flushers", 0, "group-commit flushers (0: Herald's default)")
 		showMetrics = flag.Bool("metrics", false, "print the server's group-commit metrics at the end")
 		profile     = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		toolsDir    = flag.String("tools", "../shared/tools", "directory of the shared load tools (loadgen, e2ebase), for the serve and e2e phases")
+		serveDur    = flag.Duration("serve-duration", 10*time.Second, "how long each load of the serve phase runs")
+		backlog     = flag.Duration("backlog", 10*time.Second, "load of 100-event requests sent to the stock PostgreSQL before it is measured (a table in use)")
+		targets     = flag.String("serve-targets", "shared,stock", "PostgreSQL servers the serve phase measures on: shared (the machine's server) and stock (a private cluster with stock settings)")
+		e2eRuns     = flag.Int("e2e-runs", 600, "events (runs) per side in the e2e phase")
 	)
 	loadURL := flag.String("load-url", "", "internal: run as the load client against this URL and print the result as JSON")
 	loadEvents := flag.Int("load-events", 1, "internal: events per request in load-client mode")
@@ -66,13 +71,38 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	ctx := context.Background()
+	want := func(phase string) bool { return *only == "" || strings.Contains(","+*only+",", ","+phase+",") }
+
+	// The figures that count: the processes users run, measured from outside.
+	if want("serve") || want("e2e") {
+		dir, err := os.MkdirTemp("", "herald-bench-")
+		if err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		defer os.RemoveAll(dir)
+		o := serveOpts{bins: buildBinaries(*toolsDir, dir), dir: dir, sharedDB: *dbURL, duration: *serveDur, backlog: *backlog,
+			targets: strings.Split(*targets, ",")}
+		if want("serve") {
+			benchServe(ctx, o)
+		}
+		if want("e2e") {
+			benchE2E(ctx, o, *e2eRuns)
+		}
+	}
+	component := false
+	for _, p := range []string{"ceiling", "single", "copy", "batch", "dispatch", "resume", "flow"} {
+		component = component || want(p)
+	}
+	if !component {
+		return
+	}
+	// Component figures below: ingest in-process with the router off, and
+	// the router's costs; extra lines, not the headline.
 	b, err := setup(ctx, *dbURL, *flushers)
 	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 	defer b.close()
-
-	want := func(phase string) bool { return *only == "" || strings.Contains(","+*only+",", ","+phase+",") }
 
 	var ceiling, durable, batched, copyRate float64
 	if want("ceiling") {

@@ -43,10 +43,14 @@ type Options struct {
 	// MaxConnections caps the API's open connections; further ones wait in
 	// the listen backlog. Default DefaultMaxConnections.
 	MaxConnections int
-	// MetricsAddr, when set, serves GET /metrics there, without
-	// authentication, and not on Addr. Otherwise Addr serves it, behind the
-	// signing key when one is set.
+	// MetricsAddr, when set, serves GET /metrics and /debug/pprof/ there,
+	// without authentication, and not on Addr. Otherwise Addr serves them,
+	// behind the signing key when one is set.
 	MetricsAddr string
+	// Housekeeping configures the process's upkeep: gauges, retention and
+	// the other purges, the takeover of stale bulk cancellations. The zero
+	// value means the defaults.
+	Housekeeping Housekeeping
 	// Logger defaults to discard.
 	Logger *slog.Logger
 	// Ready is called once the API listens, with its base URL.
@@ -83,6 +87,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	hkc, err := o.Housekeeping.withDefaults(o.Ingest.Jobs.WithDefaults().Heartbeat)
+	if err != nil {
+		return err
+	}
 	cfg := o.Ingest
 	cfg.Store, cfg.Registry, cfg.Temporal, cfg.OnCommit, cfg.Metrics, cfg.Logger = o.Store, reg, tc, disp.Notify, metrics, o.Logger
 	cfg.MetricsElsewhere = o.MetricsAddr != ""
@@ -101,16 +109,19 @@ func Run(ctx context.Context, o Options) error {
 		defer close(sysDone)
 		runSystemWorker(routerCtx, tc, rc.SystemTaskQueue, disp, o.Logger)
 	}()
-	hk := newHousekeeping(o.Store, metrics, o.Logger)
+	// Housekeeping stops before the API closes: a job it takes over runs in
+	// the API's background.
+	hk := newHousekeeping(hkc, o.Store, srv, metrics, o.Logger)
+	hkCtx, stopHousekeeping := context.WithCancel(context.Background())
 	hkDone := make(chan struct{})
 	go func() {
 		defer close(hkDone)
-		hk.run(routerCtx, 15*time.Second)
+		hk.run(hkCtx)
 	}()
 	metricsDone := make(chan error, 1)
 	if o.MetricsAddr != "" {
 		go func() {
-			metricsDone <- ServeHTTP(ctx, o.MetricsAddr, o.MaxConnections, srv.MetricsHandler(), o.Logger, func(a net.Addr) {
+			metricsDone <- ServeHTTP(ctx, o.MetricsAddr, o.MaxConnections, srv.OperatorHandler(), o.Logger, func(a net.Addr) {
 				o.Logger.Info("serving metrics", "url", "http://"+a.String()+"/metrics")
 			})
 		}()
@@ -125,13 +136,15 @@ func Run(ctx context.Context, o Options) error {
 	if merr := <-metricsDone; err == nil {
 		err = merr
 	}
-	// The API has stopped taking requests: flush its commits, then stop the
+	// The API has stopped taking requests: stop housekeeping, flush the
+	// API's commits and hand its bulk cancellations over, then stop the
 	// router (what it has not dispatched stays pending for the next start).
+	stopHousekeeping()
+	<-hkDone
 	srv.Close()
 	stopRouter()
 	<-routerDone
 	<-sysDone
-	<-hkDone
 	return err
 }
 

@@ -57,6 +57,9 @@ type Options struct {
 	DBFile string
 	// Log receives the server's output; nil discards it.
 	Log io.Writer
+	// NoTuning leaves out temporalx.DevServerTuning, for measuring what it
+	// buys.
+	NoTuning bool
 }
 
 // Start starts a dev server and waits until it answers.
@@ -65,7 +68,10 @@ func Start(ctx context.Context, o Options) (*testsuite.DevServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--dynamic-config-value", "matching.useNewMatcher=true"}, temporalx.DevServerTuning...)
+	args := []string{"--dynamic-config-value", "matching.useNewMatcher=true"}
+	if !o.NoTuning {
+		args = append(args, temporalx.DevServerTuning...)
+	}
 	for _, sa := range temporalx.SearchAttributes {
 		args = append(args, "--search-attribute", sa+"=Keyword")
 	}

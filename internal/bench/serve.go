@@ -1,0 +1,356 @@
+package main
+
+// The serving-process phases: `herald serve` and `herald dev` as users run
+// them, measured from outside with the shared load tools
+// (../shared/tools/loadgen and e2ebase), next to the anchor a user would
+// compare with, in the same run:
+//
+//   - serve: durable ingest on `herald serve` (PostgreSQL, router running,
+//     Temporal connected, no functions synced) against the HTTP ceiling (a
+//     handler that stores nothing, same client and flags) and raw COPY into
+//     the same database; single-event and 100-event requests, with and
+//     without client ids; on the shared server and on a private cluster with
+//     stock settings (autovacuum on) after a backlog; and herald's peak RSS.
+//   - e2e: event → completed run through `herald dev` and the example worker,
+//     against the hand-written shim (an HTTP handler calling ExecuteWorkflow,
+//     a worker with the same steps) on the same Temporal dev server, with the
+//     dev-server tuning `herald dev` applies and without it.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/herald-run/herald/internal/pgcluster"
+	"github.com/herald-run/herald/internal/temporaltest"
+)
+
+// binaries are the programs the serving-process phases run.
+type binaries struct {
+	herald, demo, loadgen, e2ebase string
+}
+
+// buildBinaries builds Herald, the example worker and the shared tools into
+// dir. The tools are modules of their own, built in their directories.
+func buildBinaries(toolsDir, dir string) binaries {
+	b := binaries{
+		herald:  filepath.Join(dir, "herald"),
+		demo:    filepath.Join(dir, "herald-demo"),
+		loadgen: filepath.Join(dir, "loadgen"),
+		e2ebase: filepath.Join(dir, "e2ebase"),
+	}
+	run := func(wd string, args ...string) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir, cmd.Stdout, cmd.Stderr = wd, os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			log.Fatalf("bench: go %s (in %s): %v", strings.Join(args, " "), wd, err)
+		}
+	}
+	fmt.Fprintln(os.Stderr, "bench: building herald, the example worker, loadgen and e2ebase...")
+	run(".", "build", "-o", b.herald, "./cmd/herald")
+	run(".", "build", "-o", b.demo, "./examples/demo")
+	run(filepath.Join(toolsDir, "loadgen"), "build", "-o", b.loadgen, ".")
+	run(filepath.Join(toolsDir, "e2ebase"), "build", "-o", b.e2ebase, ".")
+	return b
+}
+
+// process is a child process of the bench.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startProcess(logPath string, env []string, bin string, args ...string) *process {
+	f, err := os.Create(logPath)
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Fatalf("bench: start %s: %v", bin, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
+	return p
+}
+
+// stop sends SIGTERM to the process group and waits, then SIGKILL.
+func (p *process) stop() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// peakRSS is the process's peak resident set (VmHWM), in MiB.
+func (p *process) peakRSS() float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitHTTP waits until url answers 200.
+func waitHTTP(url string, p *process, logPath string) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			log.Fatalf("bench: %s exited; see %s", p.cmd.Path, logPath)
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Fatalf("bench: %s did not answer 200 within 2 minutes; see %s", url, logPath)
+}
+
+// waitSynced waits until the functions list names fn: the worker has synced.
+func waitSynced(url, fn string, p *process, logPath string) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			log.Fatalf("bench: %s exited; see %s", p.cmd.Path, logPath)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			raw, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if strings.Contains(string(raw), `"`+fn+`"`) {
+				time.Sleep(time.Second) // and starts polling
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	log.Fatalf("bench: %s was not synced within 2 minutes; see %s", fn, logPath)
+}
+
+// toolResult is one loadgen or e2ebase run.
+type toolResult struct {
+	rate     float64
+	p50, p99 float64 // ms; 0 when the tool does not print them
+	line     string
+}
+
+var latencyRE = regexp.MustCompile(`p50 ([0-9.]+)ms p99 ([0-9.]+)ms`)
+
+// runTool runs a load tool at the lowest CPU priority (the same for the
+// anchor and for Herald) and parses its RESULT line.
+func runTool(bin string, args ...string) toolResult {
+	cmd := exec.Command("nice", append([]string{"-n", "19", bin}, args...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		log.Fatalf("bench: %s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	var r toolResult
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "RESULT "); ok {
+			r.rate, _ = strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			continue
+		}
+		r.line = line
+		if m := latencyRE.FindStringSubmatch(line); m != nil {
+			r.p50, _ = strconv.ParseFloat(m[1], 64)
+			r.p99, _ = strconv.ParseFloat(m[2], 64)
+		}
+	}
+	if r.rate == 0 {
+		log.Fatalf("bench: %s printed no RESULT:\n%s", filepath.Base(bin), out)
+	}
+	fmt.Fprintf(os.Stderr, "bench:   %s\n", r.line)
+	return r
+}
+
+// sharedDatabase makes a schema of its own on the shared server and returns
+// a URL that uses it, and the function that drops it.
+func sharedDatabase(ctx context.Context, base string) (string, func()) {
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		log.Fatalf("bench: PostgreSQL at %s: %v (start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", base, err)
+	}
+	schema := "herald_serve_" + strings.ToLower(ulid.Make().String()[16:])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema, func() {
+		_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		_ = conn.Close(context.Background())
+	}
+}
+
+// serveOpts configures the serving-process phases.
+type serveOpts struct {
+	bins     binaries
+	dir      string
+	sharedDB string
+	duration time.Duration
+	backlog  time.Duration
+	targets  []string // "shared", "stock"
+}
+
+const (
+	benchEventKey   = "bench-event-key"
+	benchSigningKey = "bench-signing-key"
+)
+
+// benchServe measures durable ingest on `herald serve`.
+func benchServe(ctx context.Context, o serveOpts) {
+	ts, err := temporaltest.Start(ctx, temporaltest.Options{})
+	if err != nil {
+		log.Fatalf("bench: temporal dev server: %v", err)
+	}
+	defer func() { _ = ts.Stop() }()
+	d := o.duration.String()
+
+	// The HTTP ceiling: loadgen's own handler that stores nothing.
+	nullAddr := freeAddr()
+	null := startProcess(filepath.Join(o.dir, "null.log"), nil, o.bins.loadgen, "-null", nullAddr)
+	time.Sleep(300 * time.Millisecond)
+	ceiling := runTool(o.bins.loadgen, "-url", "http://"+nullAddr+"/e/x", "-c", "64", "-batch", "1", "-d", d)
+	ceiling100 := runTool(o.bins.loadgen, "-url", "http://"+nullAddr+"/e/x", "-c", "8", "-batch", "100", "-d", d)
+	null.stop()
+	report("serve_http_ceiling_single", ceiling.rate, "req/s")
+	report("serve_http_ceiling_single_p99", ceiling.p99, "ms")
+	report("serve_http_ceiling_batch100", ceiling100.rate, "events/s")
+
+	for _, target := range o.targets {
+		var url string
+		switch target {
+		case "shared":
+			u, drop := sharedDatabase(ctx, o.sharedDB)
+			defer drop()
+			url = u
+		case "stock":
+			c, err := pgcluster.Start(ctx)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: skipping the stock-PostgreSQL figures: %v\n", err)
+				continue
+			}
+			defer c.Stop()
+			url = c.URL()
+		}
+		addr := freeAddr()
+		logPath := filepath.Join(o.dir, "herald-serve-"+target+".log")
+		h := startProcess(logPath, nil, o.bins.herald, "serve", "--addr", addr, "--database-url", url, "--migrate",
+			"--event-keys", benchEventKey, "--signing-key", benchSigningKey, "--temporal-address", ts.FrontendHostPort(),
+			"--log-level", "warn")
+		waitHTTP("http://"+addr+"/readyz", h, logPath)
+		ingestURL := "http://" + addr + "/e/" + benchEventKey
+		name := "serve_" + target
+		if target == "stock" && o.backlog > 0 {
+			// A table in use: what the stock server's autovacuum and the
+			// events table look like after a while in production.
+			b := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "8", "-batch", "100", "-d", o.backlog.String(), "-noid")
+			report(name+"_backlog_batch100_noid", b.rate, "events/s")
+		}
+		single := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "64", "-batch", "1", "-d", d)
+		singleNoID := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "64", "-batch", "1", "-d", d, "-noid")
+		batch := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "8", "-batch", "100", "-d", d)
+		batchNoID := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "8", "-batch", "100", "-d", d, "-noid")
+		rss := h.peakRSS()
+		h.stop()
+		raw := runTool(o.bins.loadgen, "-raw", url, "-c", "8", "-batch", "100", "-d", d)
+
+		report(name+"_single", single.rate, "events/s")
+		report(name+"_single_p99", single.p99, "ms (target <= 20)")
+		report(name+"_single_vs_ceiling", single.rate/ceiling.rate, "ratio (target >= 0.6)")
+		report(name+"_single_noid", singleNoID.rate, "events/s")
+		report(name+"_single_noid_p99", singleNoID.p99, "ms (target <= 20)")
+		report(name+"_single_noid_vs_ceiling", singleNoID.rate/ceiling.rate, "ratio (target >= 0.6)")
+		report(name+"_copy_raw", raw.rate, "rows/s")
+		report(name+"_batch100", batch.rate, "events/s")
+		report(name+"_batch100_vs_copy", batch.rate/raw.rate, "ratio (target >= 0.75)")
+		report(name+"_batch100_noid", batchNoID.rate, "events/s")
+		report(name+"_batch100_noid_vs_copy", batchNoID.rate/raw.rate, "ratio (target >= 0.75)")
+		report(name+"_peak_rss", rss, "MiB (target < 256)")
+	}
+}
+
+// benchE2E measures event → completed run: `herald dev` with the example
+// worker against the hand-written shim, on one Temporal dev server, with the
+// dev-server tuning herald dev applies and without it.
+func benchE2E(ctx context.Context, o serveOpts, n int) {
+	for _, tuned := range []bool{true, false} {
+		label := "tuned"
+		if !tuned {
+			label = "untuned"
+		}
+		ts, err := temporaltest.Start(ctx, temporaltest.Options{NoTuning: !tuned})
+		if err != nil {
+			log.Fatalf("bench: temporal dev server: %v", err)
+		}
+		temporal := ts.FrontendHostPort()
+
+		shimAddr := freeAddr()
+		shimLog := filepath.Join(o.dir, "shim-"+label+".log")
+		shim := startProcess(shimLog, nil, o.bins.e2ebase, "-serve", shimAddr, "-addr", temporal)
+		time.Sleep(time.Second)
+		s := runTool(o.bins.e2ebase, "-post", "http://"+shimAddr+"/e/x", "-n", strconv.Itoa(n), "-type", "ShimWelcome", "-addr", temporal)
+		shim.stop()
+
+		addr := freeAddr()
+		devLog := filepath.Join(o.dir, "herald-dev-"+label+".log")
+		dev := startProcess(devLog, nil, o.bins.herald, "dev", "--addr", addr, "--data-dir", filepath.Join(o.dir, "dev-"+label),
+			"--temporal-address", temporal, "--worker", o.bins.demo, "--log-level", "warn")
+		waitHTTP("http://"+addr+"/readyz", dev, devLog)
+		waitSynced("http://"+addr+"/v1/functions", "welcome-email", dev, devLog)
+		h := runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/dev", "-n", strconv.Itoa(n), "-type", "welcome-email", "-addr", temporal)
+		dev.stop()
+		_ = ts.Stop()
+
+		report("e2e_shim_"+label, s.rate, "runs/s")
+		report("e2e_herald_dev_"+label, h.rate, "runs/s")
+		report("e2e_herald_vs_shim_"+label, h.rate/s.rate, "ratio (target >= 0.95)")
+	}
+}
