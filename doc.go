@@ -193,13 +193,22 @@ configuration to Herald, and polls the app's Temporal task queue.
 [Worker.Run] fails fast when Herald refuses the configuration. Run as many
 workers of an app as you like: they share its task queue.
 
+When ctx is done (cancel it on SIGTERM with signal.NotifyContext), Run stops
+the worker gracefully: it stops polling, gives the steps in flight up to
+[WorkerOptions].StopTimeout (25 s by default) to finish, hands the ones still
+running back to Temporal for another worker to retry at once, and returns. A
+worker that dies without stopping (SIGKILL, OOM, a lost node) loses its steps
+in flight for about 20 s: the worker heartbeats for a step that runs longer
+than 5 s, and Temporal retries a step 20 s after its last sign of life,
+whatever its StepTimeout. An attempt lost either way counts against Retries.
+
 # Testing functions
 
 Functions are unit tested with Temporal's testsuite, without Herald or a
 Temporal server: [Worker.RegisterForTest] registers the worker's functions,
 steps and Herald's own activities on a test environment, and
 [ErrorInterceptor] makes [NonRetriable] and [RetryAfter] behave as on a real
-worker. Timers fire as soon as the run waits on them, so a 24 hour sleep takes
+worker (and keeps steps longer than their 20 s heartbeat timeout alive). Timers fire as soon as the run waits on them, so a 24 hour sleep takes
 milliseconds.
 
 	// Herald's own activities call its API (the run's outcome, waits, sent

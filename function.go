@@ -40,8 +40,9 @@ func OnEvent(name string, ifExpr ...string) Trigger {
 func OnCron(expr string) Trigger { return Trigger{Cron: expr} }
 
 // CancelOn cancels a run when a matching event arrives: the step in flight
-// finishes, no further step starts, the run ends Cancelled and
-// herald/function.cancelled is emitted.
+// is not waited for (it runs on, but one that has run for more than 5 s sees
+// its context cancelled at its next heartbeat), no further step starts, the
+// run ends Cancelled and herald/function.cancelled is emitted.
 type CancelOn struct {
 	// Event is the exact name of the cancelling event.
 	Event string
@@ -77,10 +78,16 @@ type FunctionOpts struct {
 	Triggers []Trigger
 	// Retries is how many times a failed step is retried after its first
 	// attempt, with exponential backoff from one second. 0 means the default,
-	// 4 (five attempts); a negative value means no retries.
+	// 4 (five attempts); a negative value means no retries. An attempt lost
+	// with its worker (killed, or stopped past WorkerOptions.StopTimeout)
+	// counts as a failed attempt.
 	Retries int
 	// StepTimeout bounds one attempt of a step; an attempt that runs longer
-	// (or whose worker died) is retried. Default 5 minutes.
+	// is retried. Default 5 minutes. It does not delay the retry of a step
+	// whose worker died: when it is longer than 20 s, an attempt also times
+	// out 20 s after its last sign of life (workers heartbeat for steps that
+	// run longer than 5 s); when it is 20 s or less, it notices a dead
+	// worker as soon.
 	StepTimeout time.Duration
 	// CancelOn (up to 5) cancels a run when a matching event arrives. They are
 	// registered when the run is dispatched, with no extra Temporal call.

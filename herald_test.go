@@ -12,7 +12,9 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -284,6 +286,25 @@ func TestInvokeReturnsChildResult(t *testing.T) {
 	var got int
 	require.NoError(t, b.env.GetWorkflowResult(&got))
 	require.Equal(t, 42, got)
+}
+
+func TestActivitiesHaveAHeartbeatTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, []*herald.Function{welcome()}, sendWelcome)
+	var mu sync.Mutex
+	timeouts := map[string]time.Duration{}
+	b.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		timeouts[info.ActivityID] = info.HeartbeatTimeout
+	})
+	b.env.ExecuteWorkflow("welcome-email", request("welcome-email", `{"email":"ada@example.com"}`))
+	require.NoError(t, b.env.GetWorkflowError())
+	mu.Lock()
+	defer mu.Unlock()
+	// A step, and the report of the run's outcome, whose worker dies are
+	// retried about 20 s later, not at their start-to-close timeout.
+	require.Equal(t, map[string]time.Duration{"send-welcome": 20 * time.Second, "herald-finish": 20 * time.Second}, timeouts)
 }
 
 func TestCancelledRunReportsCancelled(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/herald-run/herald/activities"
+	"github.com/herald-run/herald/internal/heartbeat"
 	"github.com/herald-run/herald/internal/stepctx"
 	"github.com/herald-run/herald/internal/wire"
 )
@@ -42,11 +43,37 @@ type WorkerOptions struct {
 	// Client is the Temporal client the worker polls with. Required.
 	Client client.Client
 	// Temporal holds Temporal worker options (concurrency limits and such);
-	// Herald adds its interceptor to them.
+	// Herald adds its interceptor to them, and its WorkerStopTimeout is
+	// StopTimeout.
 	Temporal worker.Options
+	// StopTimeout is a stopping worker's grace period. When Run's context
+	// is done (on SIGTERM, say) or Stop is called, the worker stops polling
+	// at once and gives the steps in flight up to StopTimeout to finish and
+	// report their results; the rest of each run continues on the other
+	// workers. Steps still running after StopTimeout have their context
+	// cancelled and are handed back to Temporal as failed attempts
+	// (retryable; they count against the function's Retries), which another
+	// worker retries after the step's backoff (a second or so), not after
+	// StepTimeout. Keep it below the time your platform waits between
+	// SIGTERM and SIGKILL (30 s on Kubernetes). Default DefaultStopTimeout
+	// (25 s); it replaces Temporal.WorkerStopTimeout.
+	//
+	// A worker killed outright (SIGKILL, OOM, node loss) has no grace: its
+	// steps are retried once their heartbeat timeout passes, about 20 s
+	// after their last sign of life.
+	StopTimeout time.Duration
 	// Logger receives the worker's logs. Default: discard.
 	Logger *slog.Logger
 }
+
+// DefaultStopTimeout is WorkerOptions.StopTimeout's default: below the 30 s
+// Kubernetes waits between SIGTERM and SIGKILL, with time left to hand back
+// what did not finish.
+const DefaultStopTimeout = 25 * time.Second
+
+// abandonTimeout bounds how long a stopped worker spends handing back the
+// steps that did not finish within StopTimeout.
+const abandonTimeout = 3 * time.Second
 
 // Worker syncs an app's functions to Herald and runs them on a Temporal task
 // queue.
@@ -55,6 +82,9 @@ type Worker struct {
 	functions []*Function
 	steps     []any
 	tw        worker.Worker
+	// hb heartbeats for long steps and tracks those in flight (see package
+	// internal/heartbeat).
+	hb *heartbeat.Interceptor
 }
 
 // NewWorker validates opts and returns a Worker.
@@ -73,6 +103,9 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = DefaultStopTimeout
 	}
 	return &Worker{opts: opts}, nil
 }
@@ -176,9 +209,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.Sync(ctx); err != nil {
 		return err
 	}
-	topts := w.opts.Temporal
-	topts.Interceptors = append([]interceptor.WorkerInterceptor{&errorInterceptor{}}, topts.Interceptors...)
-	tw := worker.New(w.opts.Client, w.opts.TaskQueue, topts)
+	w.hb = heartbeat.New(w.opts.Client)
+	tw := worker.New(w.opts.Client, w.opts.TaskQueue, w.temporalOptions())
 	w.registerOn(tw)
 	if err := tw.Start(); err != nil {
 		return fmt.Errorf("herald: start worker on task queue %q: %w", w.opts.TaskQueue, err)
@@ -186,6 +218,15 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.tw = tw
 	w.opts.Logger.Info("worker polling", "app", w.opts.App, "task_queue", w.opts.TaskQueue, "functions", len(w.functions))
 	return nil
+}
+
+// temporalOptions returns the Temporal worker options: the user's, with
+// Herald's interceptor first and StopTimeout as the stop timeout.
+func (w *Worker) temporalOptions() worker.Options {
+	topts := w.opts.Temporal
+	topts.WorkerStopTimeout = w.opts.StopTimeout
+	topts.Interceptors = append([]interceptor.WorkerInterceptor{&errorInterceptor{hb: w.hb}}, topts.Interceptors...)
+	return topts
 }
 
 // registrar is what both a Temporal worker and a test environment offer.
@@ -214,7 +255,9 @@ func (w *Worker) registerOn(r registrar) {
 // own activities, on a Temporal test environment (testsuite) or any other
 // registrar, so functions can be unit tested without Herald or a server.
 // Add ErrorInterceptor to the environment's worker options so NonRetriable
-// and RetryAfter behave as on a real worker.
+// and RetryAfter behave as on a real worker, and steps that run longer than
+// their 20 s heartbeat timeout are kept alive (the test environment enforces
+// heartbeat timeouts in real time).
 func (w *Worker) RegisterForTest(r interface {
 	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
 	RegisterActivityWithOptions(a any, options activity.RegisterOptions)
@@ -223,19 +266,37 @@ func (w *Worker) RegisterForTest(r interface {
 }
 
 // ErrorInterceptor returns the worker interceptor that maps NonRetriable and
-// RetryAfter to Temporal's errors. Workers made by NewWorker install it; add
-// it yourself to a testsuite environment's worker options.
-func ErrorInterceptor() interceptor.WorkerInterceptor { return &errorInterceptor{} }
-
-// Stop stops polling and waits for in-flight tasks.
-func (w *Worker) Stop() {
-	if w.tw != nil {
-		w.tw.Stop()
-		w.tw = nil
-	}
+// RetryAfter to Temporal's errors and heartbeats for steps that run longer
+// than a few seconds. Workers made by NewWorker install it; add it yourself
+// to a testsuite environment's worker options.
+func ErrorInterceptor() interceptor.WorkerInterceptor {
+	return &errorInterceptor{hb: heartbeat.New(nil)}
 }
 
-// Run starts the worker and blocks until ctx is done, then stops it.
+// Stop stops the worker gracefully: it stops polling at once, waits for the
+// tasks in flight to finish, at most StopTimeout, then cancels the steps
+// still running and hands them back to Temporal, which retries them on
+// another worker. It returns when all that is done.
+func (w *Worker) Stop() {
+	if w.tw == nil {
+		return
+	}
+	start := time.Now()
+	w.tw.Stop()
+	w.tw = nil
+	ctx, cancel := context.WithTimeout(context.Background(), abandonTimeout)
+	defer cancel()
+	n, err := w.hb.Abandon(ctx)
+	if n > 0 {
+		w.opts.Logger.Warn("worker stopped with steps still running after its stop timeout; they were cancelled and handed back for retry",
+			"app", w.opts.App, "steps", n, "stop_timeout", w.opts.StopTimeout, "err", err)
+	}
+	w.opts.Logger.Info("worker stopped", "app", w.opts.App, "task_queue", w.opts.TaskQueue, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// Run starts the worker and blocks until ctx is done, then stops it
+// gracefully (see Stop and WorkerOptions.StopTimeout): it returns once the
+// steps in flight have finished or been handed back.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.Start(ctx); err != nil {
 		return err
@@ -248,14 +309,22 @@ func (w *Worker) Run(ctx context.Context) error {
 // errorInterceptor turns Herald's step errors into Temporal's: NonRetriable
 // into a non-retryable application error, RetryAfter into an application
 // error with the next retry delay. Wrapped errors are found with errors.As.
+//
+// It also installs hb, which heartbeats for steps that run longer than a few
+// seconds, so Temporal retries a step whose worker died within about 20 s
+// (see package internal/heartbeat), and tracks the steps in flight for Stop.
 type errorInterceptor struct {
 	interceptor.WorkerInterceptorBase
+	hb *heartbeat.Interceptor
 }
 
-func (errorInterceptor) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+func (e *errorInterceptor) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
 	i := &activityErrors{}
 	i.Next = next
-	return i
+	if e.hb == nil {
+		return i
+	}
+	return e.hb.InterceptActivity(ctx, i)
 }
 
 type activityErrors struct {

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/herald-run/herald/internal/heartbeat"
 	"github.com/herald-run/herald/internal/stepctx"
 	"github.com/herald-run/herald/internal/wire"
 )
@@ -98,6 +99,7 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 			ActivityID:          "herald-finish",
 			Summary:             "report " + strings.ToLower(finish.Status) + " to Herald",
 			StartToCloseTimeout: 30 * time.Second,
+			HeartbeatTimeout:    heartbeat.For(30 * time.Second),
 			// Herald may be restarting; keep trying, the run's outcome must be recorded.
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 		})

@@ -110,7 +110,7 @@ const DefaultJobStaleAfter = 30 * time.Second
 
 // JobLease configures the leases under which bulk cancellations run. The
 // replica running a job renews its lease every Heartbeat and saves its
-// progress after every run; when a job's lease has not been renewed for
+// progress at every run; when a job's lease has not been renewed for
 // StaleAfter (its replica died, or lost the store), the next replica whose
 // housekeeping calls TakeOverCancellations takes it over and resumes it. The
 // zero value means the defaults.
@@ -125,7 +125,8 @@ type JobLease struct {
 	Heartbeat time.Duration
 }
 
-// WithDefaults returns l with its zero fields set to their defaults.
+// WithDefaults returns l with its zero fields set to their defaults, and a
+// Heartbeat over StaleAfter/2 replaced by the default.
 func (l JobLease) WithDefaults() JobLease {
 	if l.StaleAfter <= 0 {
 		l.StaleAfter = DefaultJobStaleAfter

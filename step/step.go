@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-run/herald"
 	"github.com/herald-run/herald/activities"
+	"github.com/herald-run/herald/internal/heartbeat"
 	"github.com/herald-run/herald/internal/stepctx"
 	"github.com/herald-run/herald/internal/wire"
 )
@@ -28,7 +29,19 @@ import (
 // up to the function's Retries; an error made with herald.NonRetriable stops
 // the retries, one made with herald.RetryAfter sets the next delay. When the
 // run is cancelled, the attempt in flight is not waited for and Run returns a
-// cancellation error.
+// cancellation error; an attempt that has run for more than 5 s sees its
+// context cancelled too, at its next heartbeat.
+//
+// An attempt whose worker dies (SIGKILL, OOM, node loss) fails with a
+// heartbeat timeout about 20 s after its last sign of life, and one still
+// running when its worker's WorkerOptions.StopTimeout runs out is handed back
+// as failed at once; both are retried on another worker like any failed
+// attempt, and count against Retries. With no retries (Retries < 0) such a
+// step fails its run: at most once means not again after a crash. For this,
+// the worker heartbeats for an attempt from 5 s after its start: a step that
+// takes less costs no extra Temporal call, a longer one about one call per
+// 16 s (see WorkerOptions.StopTimeout and the README's "Graceful stop and
+// recovery times").
 func Run[T any](ctx workflow.Context, id string, fn any, args ...any) (T, error) {
 	var zero T
 	run, err := stepctx.From(ctx)
@@ -46,6 +59,10 @@ func Run[T any](ctx workflow.Context, id string, fn any, args ...any) (T, error)
 		ActivityID:          id,
 		Summary:             id,
 		StartToCloseTimeout: run.StepTimeout,
+		// The worker heartbeats for a step once it has run 5 s, so an attempt
+		// whose worker died fails ~20 s after its last sign of life and is
+		// retried, whatever StepTimeout is (package internal/heartbeat).
+		HeartbeatTimeout: heartbeat.For(run.StepTimeout),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
@@ -160,6 +177,7 @@ func SendEvent(ctx workflow.Context, id string, events ...herald.Event) ([]strin
 		ActivityID:          id,
 		Summary:             id,
 		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    heartbeat.For(time.Minute),
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: int32(run.Retries + 1)},
 	})
 	var ids []string
@@ -266,6 +284,7 @@ func WaitForEvent[T any](ctx workflow.Context, id string, opts WaitOpts) (ev her
 		ActivityID:          id,
 		Summary:             "wait for " + opts.Event,
 		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    heartbeat.For(time.Minute),
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
 	var got wire.WaitRegistered

@@ -192,6 +192,22 @@ func TestRunReturnsTheStepResult(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, name, started[0].ActivityType.Name)
 	require.Equal(t, b.run.StepTimeout, started[0].StartToCloseTimeout, "one attempt is bounded by the function's StepTimeout")
+	require.Equal(t, 20*time.Second, started[0].HeartbeatTimeout, "a dead worker is noticed long before StepTimeout")
+}
+
+func TestRunHasNoHeartbeatTimeoutWhenStepTimeoutIsAsShort(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run.StepTimeout = 10 * time.Second
+	b.registerSteps(lookupPrice)
+	require.NoError(t, b.execute(func(ctx workflow.Context) error {
+		_, err := step.Run[quote](ctx, "price", lookupPrice, "sku-1", 1)
+		return err
+	}))
+	started := b.startedActivities()
+	require.Len(t, started, 1)
+	require.Equal(t, 10*time.Second, started[0].StartToCloseTimeout)
+	require.Zero(t, started[0].HeartbeatTimeout, "the start-to-close timeout notices a dead worker as soon; no heartbeats needed")
 }
 
 func TestRunRetriesWithExponentialBackoff(t *testing.T) {
@@ -542,6 +558,7 @@ func TestWaitForEventRegistersTheWait(t *testing.T) {
 	started := b.startedActivities()
 	require.Len(t, started, 1)
 	require.Equal(t, "await", started[0].ActivityID, "the step id is the registration's ActivityID")
+	require.Equal(t, 20*time.Second, started[0].HeartbeatTimeout)
 }
 
 func TestWaitForEventReturnsTheDeliveredEvent(t *testing.T) {
@@ -879,6 +896,7 @@ func TestSendEventSendsTheEvents(t *testing.T) {
 	started := b.startedActivities()
 	require.Len(t, started, 1)
 	require.Equal(t, "announce", started[0].ActivityID, "the step id is the ActivityID")
+	require.Equal(t, 20*time.Second, started[0].HeartbeatTimeout)
 }
 
 func TestSendEventIDsAreDerivedFromRunAndStep(t *testing.T) {

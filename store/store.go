@@ -122,8 +122,28 @@ type Driver interface {
 	// Close releases the driver's resources.
 	Close() error
 
+	// Purge deletes what the retention no longer keeps, for a retention
+	// that ends at before (now minus the retention): at most batch rows of
+	// each kind, one statement per table in one short transaction, so a
+	// call holds its locks briefly; on error it deletes nothing. It deletes
+	//   - events received before before that are dispatched and that no
+	//     unfinished (Scheduled or Running) run references, as its event or
+	//     through a batch link; a pending event is never purged;
+	//   - runs that finished (Completed, Failed, Cancelled or Skipped) and
+	//     ended before before, with their batch links;
+	//   - bulk cancellations that finished (Completed or Failed) and were
+	//     last updated before before.
+	// Apps, functions and webhook sources are never purged; waits and flow
+	// state have their own purges (PurgeWaits, PurgeFlowState). Where rows
+	// are locked (PostgreSQL), rows another replica's purge or a claim holds
+	// are skipped, so replicas may purge at once. It returns what it
+	// deleted; PurgeCounts.More says whether another call may find more. A
+	// batch below 1 gives ErrPurgeBatch.
+	Purge(ctx context.Context, before time.Time, batch int) (PurgeCounts, error)
+
 	Dispatcher
 	Webhooks
+	Jobs
 }
 
 // EncodeCursor returns the opaque cursor for a position in a listing.
@@ -423,8 +443,17 @@ type Dispatcher interface {
 	// ids greater than afterID, ordered by id.
 	ListActiveRuns(ctx context.Context, appID, functionID string, after, before time.Time, afterID string, limit int) ([]Run, error)
 
-	// SaveCancellation inserts or replaces a bulk cancellation.
+	// SaveCancellation inserts or replaces a bulk cancellation, its lease
+	// (Owner, HeartbeatAt) and progress (Cursor) included.
 	SaveCancellation(ctx context.Context, c Cancellation) error
+
+	// UpdateCancellation saves the progress of a running bulk cancellation
+	// (Status, Matched, Cancelled, Error, Cursor, UpdatedAt) and its
+	// heartbeat (HeartbeatAt), if c.Owner still holds it and it is
+	// JobRunning: a compare-and-set on the owner. Otherwise it returns
+	// ErrLeaseLost and changes nothing. Saving a finished Status ends the
+	// lease.
+	UpdateCancellation(ctx context.Context, c Cancellation) error
 
 	// GetCancellation returns a bulk cancellation, or ErrNotFound.
 	GetCancellation(ctx context.Context, id string) (Cancellation, error)
@@ -439,13 +468,25 @@ type Cancellation struct {
 	StartedBefore time.Time // zero: unbounded
 	// Expr is a CEL condition over `event`, the run's triggering event.
 	Expr string
-	// Status is Running, Completed or Failed.
-	Status    string
+	// Status is JobRunning, JobCompleted or JobFailed.
+	Status string
+	// Matched counts the active runs the job found matching, Cancelled those
+	// whose cancellation Temporal accepted.
 	Matched   int64
 	Cancelled int64
 	Error     string
 	CreatedAt time.Time
+	// UpdatedAt is when the job last saved progress or finished.
 	UpdatedAt time.Time
+	// Owner is the lease token of the executor running the job (see Jobs).
+	Owner string
+	// HeartbeatAt is when Owner last renewed its lease. A JobRunning job
+	// whose heartbeat is older than the stale threshold is taken over.
+	HeartbeatAt time.Time
+	// Cursor is the id of the run the job was working on when it last saved
+	// (empty before the first): Matched and Cancelled count every run before
+	// it, so an executor that takes the job over starts again at that run.
+	Cursor string
 }
 
 // Webhook is a webhook source: deliveries to POST /w/{ID} are verified with

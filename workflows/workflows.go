@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/herald-run/herald/internal/heartbeat"
 	"github.com/herald-run/herald/internal/wire"
 )
 
@@ -48,10 +49,14 @@ func continueAsNewDue(ctx workflow.Context) bool {
 // withActivityOptions sets the options of every activity the entity
 // workflows call. The retry policy never gives up: an event that reached a
 // debounce or batch workflow must start a run, and a semaphore must not lose
-// track of its holders, however long Herald's server is unavailable.
+// track of its holders, however long Herald's server is unavailable. The
+// heartbeat timeout makes an activity whose Herald process died be retried
+// about 20 s later rather than at the start-to-close timeout; Herald's system
+// worker heartbeats for activities that run longer than 5 s.
 func withActivityOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
+		HeartbeatTimeout:    heartbeat.For(30 * time.Second),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,

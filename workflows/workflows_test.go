@@ -330,6 +330,7 @@ func TestDebounceStartsOnceAfterLastEvent(t *testing.T) {
 
 	opts := got[0].opts
 	require.Equal(t, 30*time.Second, opts.StartToCloseTimeout)
+	require.Equal(t, 20*time.Second, opts.HeartbeatTimeout, "a dead Herald is noticed before the start-to-close timeout")
 	require.Zero(t, opts.ScheduleToCloseTimeout, "never gives up")
 	require.Equal(t, &temporal.RetryPolicy{
 		InitialInterval:    time.Second,

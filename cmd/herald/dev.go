@@ -11,11 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/herald-run/herald"
 	"github.com/herald-run/herald/ingest"
 	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporalx"
@@ -36,6 +38,7 @@ func devCommand() command {
 		logLevel                              *string
 		limits                                limitFlags
 		temporal                              temporalFlags
+		housekeeping                          housekeepingFlags
 	)
 	return command{
 		name:    "dev",
@@ -49,10 +52,15 @@ func devCommand() command {
 			logLevel = fs.String("log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 			workerCmd = fs.String("worker", "HERALD_DEV_WORKER", "", "a command that runs your app's worker, started through sh once Herald is ready, with HERALD_URL, TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE set, and stopped with Herald (e.g. 'go run ./examples/demo'; the example app has no in-process mode)")
 			limits = addLimitFlags(fs)
+			housekeeping = addHousekeepingFlags(fs)
 		},
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
 			if len(args) > 0 {
 				return usageError{fmt.Sprintf("unexpected arguments %q", args)}
+			}
+			hk, jobs, err := housekeeping.options()
+			if err != nil {
+				return err
 			}
 			log, err := newLogger("text", *logLevel)
 			if err != nil {
@@ -104,30 +112,49 @@ func devCommand() command {
 			if temporalProc != nil {
 				uiURL = "http://127.0.0.1:" + strconv.Itoa(*uiPort)
 			}
-			// The worker is stopped before Herald returns.
+			// The worker stops first, while Herald still answers its outcome
+			// reports; then Herald stops.
+			workerCtx, stopWorker := context.WithCancel(ctx)
 			workerDone := make(chan struct{})
-			close(workerDone)
-			defer func() { <-workerDone }()
-			return server.Run(ctx, server.Options{
+			var workerStarted atomic.Bool
+			serveCtx, stopServing := context.WithCancel(context.Background())
+			go func() {
+				<-ctx.Done()
+				if workerStarted.Load() {
+					<-workerDone // runWorker bounds the wait (workerStopGrace)
+				}
+				stopServing()
+			}()
+			defer func() {
+				// Herald has stopped (Ctrl-C, or an error): so does the worker.
+				stopWorker()
+				if workerStarted.Load() {
+					<-workerDone
+				}
+				stopServing()
+			}()
+			return server.Run(serveCtx, server.Options{
 				Addr:           *addr,
 				Store:          st,
 				Temporal:       tc,
 				Logger:         log,
 				Router:         limits.router(tr.on),
 				MaxConnections: *limits.maxConns,
+				Housekeeping:   hk,
 				Ingest: ingest.Config{
 					Tracing:          tr.on,
+					Jobs:             jobs,
 					AllowAnyEventKey: true,
 					Limits:           limits.limits(),
 					Flushers:         1, // SQLite has one writer
 					ReadyChecks:      map[string]func(context.Context) error{"temporal": temporalx.HealthCheck(tc)},
 				},
-				Ready: func(ctx context.Context, url string) {
+				Ready: func(_ context.Context, url string) {
 					if *workerCmd != "" {
-						workerDone = make(chan struct{})
+						workerStarted.Store(true)
 						go func() {
 							defer close(workerDone)
-							runWorker(ctx, log, *workerCmd, []string{
+							runWorker(workerCtx, log, *workerCmd, []string{
 								"HERALD_URL=" + url,
 								"TEMPORAL_ADDRESS=" + *temporal.address,
 								"TEMPORAL_NAMESPACE=" + *temporal.namespace,
@@ -278,10 +305,16 @@ func (d *devServer) stop(log *slog.Logger) {
 	}
 }
 
+// workerStopGrace is how long a worker has to stop after SIGTERM before
+// SIGKILL: a Herald worker's default stop timeout
+// (herald.DefaultStopTimeout), in which its in-flight steps finish, and a
+// margin.
+const workerStopGrace = herald.DefaultStopTimeout + 5*time.Second
+
 // runWorker runs the user's worker command through sh, in a process group
 // of its own, until ctx is done; then it sends the group SIGTERM and, after
-// 10 seconds, SIGKILL. A worker that exits on its own is reported; Herald
-// keeps serving.
+// workerStopGrace, SIGKILL. A worker that exits on its own is reported;
+// Herald keeps serving.
 func runWorker(ctx context.Context, log *slog.Logger, command string, env []string, out io.Writer) {
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Env = append(os.Environ(), env...)
@@ -300,11 +333,11 @@ func runWorker(ctx context.Context, log *slog.Logger, command string, env []stri
 		return
 	case <-ctx.Done():
 	}
-	log.Info("stopping the worker")
+	log.Info("stopping the worker: its steps in flight finish first")
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-exited:
-	case <-time.After(10 * time.Second):
+	case <-time.After(workerStopGrace):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 	}

@@ -21,6 +21,7 @@ func serveCommand() command {
 		metricsAddr                        *string
 		limits                             limitFlags
 		temporal                           temporalFlags
+		housekeeping                       housekeepingFlags
 	)
 	return command{
 		name:    "serve",
@@ -39,10 +40,15 @@ func serveCommand() command {
 			logFormat = fs.String("log-format", "HERALD_LOG_FORMAT", "json", "log format: json or text")
 			logLevel = fs.String("log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 			limits = addLimitFlags(fs)
+			housekeeping = addHousekeepingFlags(fs)
 		},
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
 			if len(args) > 0 {
 				return usageError{fmt.Sprintf("unexpected arguments %q", args)}
+			}
+			hk, jobs, err := housekeeping.options()
+			if err != nil {
+				return err
 			}
 			log, err := newLogger(*logFormat, *logLevel)
 			if err != nil {
@@ -84,9 +90,11 @@ func serveCommand() command {
 				Logger:         log,
 				Router:         limits.router(tr.on),
 				MaxConnections: *limits.maxConns,
+				Housekeeping:   hk,
 				MetricsAddr:    *metricsAddr,
 				Ingest: ingest.Config{
 					Tracing:          tr.on,
+					Jobs:             jobs,
 					EventKeys:        keys,
 					AllowAnyEventKey: *insecure && len(keys) == 0,
 					SigningKey:       *signingKey,

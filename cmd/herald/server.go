@@ -76,6 +76,41 @@ func addLimitFlags(fs *flagSet) limitFlags {
 	}
 }
 
+// housekeepingFlags are the retention and upkeep flags every server command
+// exposes.
+type housekeepingFlags struct {
+	retention, interval, jobStaleAfter *time.Duration
+}
+
+func addHousekeepingFlags(fs *flagSet) housekeepingFlags {
+	return housekeepingFlags{
+		retention: fs.Duration("retention", "HERALD_RETENTION", store.DefaultRetention,
+			"how long events, finished runs and finished bulk cancellations are kept before they are purged; at least 48h (events outlive the 24h deduplication window); pending events and unfinished runs are never purged"),
+		interval: fs.Duration("housekeeping-interval", "HERALD_HOUSEKEEPING_INTERVAL", server.DefaultHousekeepingInterval,
+			"how often each replica refreshes its gauges and starts a retention purge round"),
+		jobStaleAfter: fs.Duration("job-stale-after", "HERALD_JOB_STALE_AFTER", ingest.DefaultJobStaleAfter,
+			"a bulk cancellation whose replica has not renewed its lease for this long (it died) is taken over by another replica; jobs renew every sixth of it"),
+	}
+}
+
+// options checks the flags and returns what they configure: the process's
+// housekeeping and the leases of its bulk cancellations.
+func (h housekeepingFlags) options() (server.Housekeeping, ingest.JobLease, error) {
+	switch {
+	case *h.retention < store.MinRetention:
+		return server.Housekeeping{}, ingest.JobLease{}, usageError{fmt.Sprintf(
+			"--retention %s is too short: the minimum is %s, so that every event outlives the 24h deduplication window (default %s, 30 days)",
+			*h.retention, store.MinRetention, store.DefaultRetention)}
+	case *h.interval < 100*time.Millisecond:
+		return server.Housekeeping{}, ingest.JobLease{}, usageError{fmt.Sprintf("--housekeeping-interval %s is too short: use 100ms or more (default %s)",
+			*h.interval, server.DefaultHousekeepingInterval)}
+	case *h.jobStaleAfter < time.Second:
+		return server.Housekeeping{}, ingest.JobLease{}, usageError{fmt.Sprintf("--job-stale-after %s is too short: use 1s or more (default %s)",
+			*h.jobStaleAfter, ingest.DefaultJobStaleAfter)}
+	}
+	return server.Housekeeping{Interval: *h.interval, Retention: *h.retention}, ingest.JobLease{StaleAfter: *h.jobStaleAfter}, nil
+}
+
 func (l limitFlags) router(tracing bool) router.Config {
 	return router.Config{SystemTaskQueue: *l.systemQueue, Tracing: tracing}
 }

@@ -52,6 +52,9 @@ func main() {
 		err = demoapp.Register(w)
 	}
 	if err == nil {
+		// On SIGTERM or Ctrl-C, Run stops polling, lets the steps in flight
+		// finish (WorkerOptions.StopTimeout, 25 s by default), hands back
+		// those that do not, and returns.
 		err = w.Run(ctx)
 	}
 	if err != nil {

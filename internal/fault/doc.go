@@ -21,9 +21,23 @@
 //   - TestPostgresOutage: a private PostgreSQL cluster (never the shared one)
 //     is stopped mid-load; ingest answers 503 quickly, /readyz names the
 //     store, and Herald recovers by itself when the database returns.
+//   - TestPostgresFrozen: the private cluster's processes are frozen with
+//     SIGSTOP (a database that accepts connections and answers nothing);
+//     every request is answered 503 within the commit timeout (2 s), /readyz
+//     names the store, and Herald recovers by itself when it resumes.
 //   - TestWorkerKilledMidStep: the worker (./faultworker, a process of its
 //     own) is SIGKILLed while two-second steps run; a new worker retries them
 //     and every run completes once.
+//   - TestWorkerKilledDefaultTimeout: the same with Herald's default
+//     StepTimeout (5 minutes): the killed steps fail on their 20 s heartbeat
+//     timeout, and every run completes within 60 s of the kill.
+//   - TestWorkerSIGTERM: a rolling restart under load (the replacement
+//     before, then right after, the SIGTERM): the stopping worker finishes
+//     its steps; no attempt is interrupted and no run waits more than the
+//     grace period (WorkerOptions.StopTimeout).
+//   - TestWorkerStopTimeout: steps outlast a worker's grace period; the
+//     worker hands them back as it stops, and the replacement retries them
+//     within seconds rather than at their heartbeat timeout.
 //
 // Every scenario prints one line, to the test log and to stdout:
 //

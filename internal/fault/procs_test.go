@@ -190,6 +190,7 @@ type heraldOpts struct {
 	dbURL       string
 	temporal    string // host:port
 	systemQueue string
+	env         []string // more HERALD_* settings, e.g. HERALD_HOUSEKEEPING_INTERVAL=1s
 }
 
 // herald is a running `herald serve` subprocess.
@@ -213,6 +214,7 @@ func startHerald(t *testing.T, dir, name string, o heraldOpts) *herald {
 		"HERALD_LOG_FORMAT=text",
 		"HERALD_LOG_LEVEL=info",
 	)
+	env = append(env, o.env...)
 	p, err := startProc(name, filepath.Join(dir, name+".log"), nil, env, heraldBin, "serve")
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +247,8 @@ type workerOpts struct {
 	stepDuration time.Duration
 	stepTimeout  time.Duration
 	counterURL   string
+	stopTimeout  time.Duration // 0: Herald's default
+	ignoreCancel bool          // the step ignores the cancellation of its context
 }
 
 // startWorker starts a faultworker and waits until it has synced its app and
@@ -254,7 +258,7 @@ func startWorker(t *testing.T, dir, name string, o workerOpts) *proc {
 	p, err := startProc(name, filepath.Join(dir, name+".log"), nil, baseEnv(), workerBin,
 		"-app", o.app, "-herald-url", o.heraldURL, "-signing-key", signingKey, "-temporal", o.temporal,
 		"-function", functionID, "-event", o.event, "-step-duration", o.stepDuration.String(), "-step-timeout", o.stepTimeout.String(),
-		"-counter-url", o.counterURL)
+		"-counter-url", o.counterURL, "-stop-timeout", o.stopTimeout.String(), "-ignore-cancel="+strconv.FormatBool(o.ignoreCancel))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,11 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
+
+	"github.com/herald-run/herald/internal/heartbeat"
 )
 
 // ErrNotFound is wrapped by the errors of calls on a workflow or schedule
@@ -234,11 +237,27 @@ func (t *Client) EnsureSearchAttributes(ctx context.Context, namespace string) e
 	return EnsureSearchAttributes(ctx, t.c, namespace)
 }
 
+// SystemWorkerStopTimeout is how long Herald's system worker, when Herald
+// stops, waits for the activities in flight (starting runs, looking up
+// workflows: seconds at most) before it hands them back for retry.
+const SystemWorkerStopTimeout = 10 * time.Second
+
 // RunWorker runs a Temporal worker on taskQueue, with what register adds to
 // it, until ctx is done. Temporal may be down when Herald starts, so it keeps
 // trying to start the worker, with backoff.
+//
+// Like the workers of users' apps, it heartbeats for activities that run
+// longer than a few seconds (package internal/heartbeat: an activity scheduled
+// with a heartbeat timeout, as the workflows of package workflows do, is
+// retried about 20 s after its worker died), and it stops gracefully: the
+// activities in flight get SystemWorkerStopTimeout to finish, and the
+// ones still running are then handed back to Temporal for retry.
 func (t *Client) RunWorker(ctx context.Context, taskQueue string, register func(worker.Registry), log *slog.Logger) {
-	w := worker.New(t.c, taskQueue, worker.Options{})
+	hb := heartbeat.New(t.c)
+	w := worker.New(t.c, taskQueue, worker.Options{
+		Interceptors:      []interceptor.WorkerInterceptor{hb},
+		WorkerStopTimeout: SystemWorkerStopTimeout,
+	})
 	register(w)
 	backoff := time.Second
 	for {
@@ -257,6 +276,11 @@ func (t *Client) RunWorker(ctx context.Context, taskQueue string, register func(
 	log.Debug("system worker polling", "task_queue", taskQueue)
 	<-ctx.Done()
 	w.Stop()
+	actx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if n, err := hb.Abandon(actx); n > 0 {
+		log.Warn("Herald's system worker stopped with activities still running; they were handed back for retry", "activities", n, "err", err)
+	}
 }
 
 // searchAttributes builds Herald's search attributes, leaving out empty ones.

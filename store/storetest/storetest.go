@@ -73,6 +73,12 @@ func Run(t *testing.T, open Opener) {
 		"PurgeFlowState":             testPurgeFlowState,
 		"WebhooksCRUD":               testWebhooksCRUD,
 		"WebhookInvalidVerify":       testWebhookInvalidVerify,
+		"Purge":                      testPurge,
+		"PurgeBatches":               testPurgeBatches,
+		"ConcurrentPurge":            testConcurrentPurge,
+		"JobLease":                   testJobLease,
+		"JobTakeOrder":               testJobTakeOrder,
+		"JobConcurrentTakeOver":      testJobConcurrentTakeOver,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {

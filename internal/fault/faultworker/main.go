@@ -40,6 +40,10 @@ type Result struct {
 	Attempt int    `json:"attempt"`
 }
 
+// ignoreCancel makes the step sleep its whole -step-duration even when its
+// context is cancelled, as a step that does not heed its context would.
+var ignoreCancel = flag.Bool("ignore-cancel", false, "the step ignores the cancellation of its context")
+
 // stepper runs the step; its fields come from the flags.
 type stepper struct {
 	duration time.Duration
@@ -53,7 +57,9 @@ func (s *stepper) Work(ctx context.Context, eventID string) (Result, error) {
 	if err := s.report(ctx, "/attempt", r); err != nil {
 		return Result{}, err
 	}
-	if s.duration > 0 {
+	if s.duration > 0 && *ignoreCancel {
+		time.Sleep(s.duration)
+	} else if s.duration > 0 {
 		select {
 		case <-time.After(s.duration):
 		case <-ctx.Done():
@@ -97,16 +103,17 @@ func main() {
 		stepDur     = flag.Duration("step-duration", 0, "how long the step sleeps")
 		stepTimeout = flag.Duration("step-timeout", 0, "the function's StepTimeout (0: Herald's default)")
 		counter     = flag.String("counter-url", "", "base URL the step reports attempts to (empty: none)")
+		stopTimeout = flag.Duration("stop-timeout", 0, "the worker's StopTimeout, its grace period on SIGTERM (0: Herald's default)")
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := run(*app, *heraldURL, *signingKey, *temporal, *function, *event, *stepDur, *stepTimeout, *counter, log); err != nil {
+	if err := run(*app, *heraldURL, *signingKey, *temporal, *function, *event, *stepDur, *stepTimeout, *counter, *stopTimeout, log); err != nil {
 		log.Error("faultworker failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(app, heraldURL, signingKey, temporal, function, event string, stepDur, stepTimeout time.Duration, counter string, log *slog.Logger) error {
+func run(app, heraldURL, signingKey, temporal, function, event string, stepDur, stepTimeout time.Duration, counter string, stopTimeout time.Duration, log *slog.Logger) error {
 	if app == "" || heraldURL == "" {
 		return fmt.Errorf("-app and -herald-url are required")
 	}
@@ -130,12 +137,17 @@ func run(app, heraldURL, signingKey, temporal, function, event string, stepDur, 
 	}, func(ctx workflow.Context, in herald.Input[map[string]any]) (Result, error) {
 		return step.Run[Result](ctx, "work", s.Work, in.Event.ID)
 	})
-	w, err := herald.NewWorker(herald.WorkerOptions{App: app, HeraldURL: heraldURL, SigningKey: signingKey, Client: tc, Logger: log})
+	w, err := herald.NewWorker(herald.WorkerOptions{App: app, HeraldURL: heraldURL, SigningKey: signingKey, Client: tc, Logger: log, StopTimeout: stopTimeout})
 	if err != nil {
 		return err
 	}
 	if err := w.Register(fn); err != nil {
 		return err
+	}
+	if *sleeperEvent != "" {
+		if err := w.Register(sleeperFunction(*sleeperEvent)); err != nil {
+			return err
+		}
 	}
 	if err := w.RegisterSteps(s.Work); err != nil {
 		return err
@@ -156,6 +168,26 @@ func run(app, heraldURL, signingKey, temporal, function, event string, stepDur, 
 	}
 	fmt.Fprintln(os.Stdout, "faultworker polling")
 	<-ctx.Done()
-	w.Stop()
+	stopping := time.Now()
+	w.Stop() // graceful: the steps in flight finish, or are handed back after -stop-timeout
+	fmt.Fprintf(os.Stdout, "faultworker stopped in %s\n", time.Since(stopping).Round(time.Millisecond))
 	return nil
+}
+
+// sleeperEvent, when set, registers sleeperFunction beside -function.
+var sleeperEvent = flag.String("sleeper-event", "", "also register the function \"sleeper\", triggered by this event, whose runs stay active until cancelled")
+
+// sleeperFunction is the function "sleeper": each run sleeps an hour on a
+// durable timer, so it stays Running until it is cancelled, and a
+// cancellation ends it at once (no step is in flight).
+func sleeperFunction(event string) *herald.Function {
+	return herald.NewFunction(herald.FunctionOpts{
+		ID:       "sleeper",
+		Triggers: []herald.Trigger{herald.OnEvent(event)},
+	}, func(ctx workflow.Context, in herald.Input[map[string]any]) (Result, error) {
+		if err := step.Sleep(ctx, "nap", time.Hour); err != nil {
+			return Result{}, err
+		}
+		return Result{EventID: in.Event.ID}, nil
+	})
 }

@@ -1,0 +1,91 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-run/herald/store"
+)
+
+// The retention's purge statements, one batch each. Each walks an index that
+// holds only rows that may be purged (migration 008), oldest first, locks
+// what it picks FOR UPDATE SKIP LOCKED (rows another replica's purge, a claim
+// or a re-accepted event hold are left for a later batch) and deletes those
+// rows by primary key in the same statement. A batch's three statements share
+// one short transaction, so it holds its row locks for milliseconds. The ORDER BY keeps the planner on the age index and
+// the = ANY(ARRAY(...)) on the primary key, whatever it estimates: a generic
+// plan must never scan the table.
+const (
+	// purgeEventsSQL: dispatched events received before $1 that no
+	// unfinished run references, directly or through a batch link. The lock
+	// rechecks the conditions on the row's latest version, so an event
+	// re-accepted (pending again) meanwhile is left alone.
+	purgeEventsSQL = `
+DELETE FROM events WHERE id = ANY(ARRAY(
+    SELECT e.id FROM events e
+     WHERE e.dispatched_at IS NOT NULL AND e.received_at < $1
+       AND NOT EXISTS (SELECT 1 FROM runs r
+                        WHERE r.event_id = e.id AND r.status IN ('Scheduled', 'Running'))
+       AND NOT EXISTS (SELECT 1 FROM run_events l JOIN runs r ON r.id = l.run_id
+                        WHERE l.event_id = e.id AND r.status IN ('Scheduled', 'Running'))
+     ORDER BY e.received_at
+     LIMIT $2 FOR UPDATE OF e SKIP LOCKED))`
+
+	// purgeRunsSQL: runs that finished before $1, and their batch links.
+	purgeRunsSQL = `
+WITH doomed AS (
+    SELECT ARRAY(SELECT id FROM runs
+                  WHERE ended_at < $1 AND status IN ` + finishedStatuses + `
+                  ORDER BY ended_at
+                  LIMIT $2 FOR UPDATE SKIP LOCKED) AS ids),
+links AS (DELETE FROM run_events WHERE run_id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1),
+gone AS (DELETE FROM runs WHERE id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM links)`
+
+	// purgeCancellationsSQL: finished bulk cancellations last updated before $1.
+	purgeCancellationsSQL = `
+DELETE FROM cancellations WHERE id = ANY(ARRAY(
+    SELECT id FROM cancellations
+     WHERE status <> 'Running' AND updated_at < $1
+     ORDER BY updated_at
+     LIMIT $2 FOR UPDATE SKIP LOCKED))`
+)
+
+// Purge deletes one batch of each kind of row the retention no longer keeps,
+// in one short transaction that commits asynchronously: it does not wait for
+// its WAL to reach the disk, so ingest's commits, which do, never queue
+// behind the purge's flushes. A purge lost in a crash is redone by the next
+// round.
+func (d *Driver) Purge(ctx context.Context, before time.Time, batch int) (store.PurgeCounts, error) {
+	if batch < 1 {
+		return store.PurgeCounts{}, store.ErrPurgeBatch
+	}
+	var n store.PurgeCounts
+	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		n = store.PurgeCounts{}
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, purgeEventsSQL, before, batch)
+		if err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		n.Events = tag.RowsAffected()
+		if err := tx.QueryRow(ctx, purgeRunsSQL, before, batch).Scan(&n.Runs, &n.RunLinks); err != nil {
+			return fmt.Errorf("runs: %w", err)
+		}
+		tag, err = tx.Exec(ctx, purgeCancellationsSQL, before, batch)
+		if err != nil {
+			return fmt.Errorf("cancellations: %w", err)
+		}
+		n.Cancellations = tag.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return store.PurgeCounts{}, wrapErr("purge", err)
+	}
+	return n, nil
+}

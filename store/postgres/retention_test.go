@@ -1,0 +1,97 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herald-run/herald/internal/testdb"
+)
+
+// The purge statements walk their age indexes and delete by primary key, in
+// the custom plans and in the generic plan a prepared statement switches to:
+// a batch never scans events or runs, however large. (How the events purge
+// checks for unfinished runs is the planner's choice: at this size it may
+// hash the few batch links rather than probe them.)
+func TestPurgeUsesIndexes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := Open(ctx, testdb.Schema(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	require.NoError(t, d.Migrate(ctx))
+	// 20,000 events and runs a second apart, 5% of them older than the
+	// cutoff; ids in no particular order; some runs unfinished, some linked.
+	for _, q := range []string{
+		`INSERT INTO events (id, name, data, ts, received_at, dispatched_at)
+		 SELECT md5(g::text), 'n/' || (g % 50), '{}', 0, now() - g * interval '1 second',
+		        CASE WHEN g % 100 = 0 THEN NULL ELSE now() END
+		   FROM generate_series(1, 20000) g`,
+		`INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, started_at, ended_at)
+		 SELECT 'r' || g, 'a', 'f', md5(g::text), 'wf' || g,
+		        CASE WHEN g % 10 = 0 THEN 'Running' ELSE 'Completed' END, now() - g * interval '1 second',
+		        CASE WHEN g % 10 = 0 THEN NULL ELSE now() - g * interval '1 second' END
+		   FROM generate_series(1, 20000) g`,
+		`INSERT INTO run_events (run_id, event_id) SELECT 'r' || g, 'x' || g FROM generate_series(1, 20000, 7) g`,
+		`INSERT INTO cancellations (id, app_id, function_id, status, created_at, updated_at, heartbeat_at)
+		 SELECT 'c' || g, 'a', 'f', CASE WHEN g % 10 = 0 THEN 'Running' ELSE 'Completed' END,
+		        now() - g * interval '1 minute', now() - g * interval '1 minute', now() - g * interval '1 minute'
+		   FROM generate_series(1, 20000) g`,
+		`ANALYZE`,
+	} {
+		_, err := d.pool.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	cutoff := time.Now().Add(-19000 * time.Second)
+	for name, c := range map[string]struct {
+		sql      string
+		want     []string
+		scanless []string
+	}{
+		"events":        {purgeEventsSQL, []string{"events_dispatched_received_idx", "events_pkey"}, []string{"events", "runs"}},
+		"runs":          {purgeRunsSQL, []string{"runs_ended_idx", "runs_pkey", "run_events_run_idx"}, []string{"runs", "run_events"}},
+		"cancellations": {purgeCancellationsSQL, []string{"cancellations_finished_idx", "cancellations_pkey"}, []string{"cancellations"}},
+	} {
+		for _, mode := range []string{"auto", "force_generic_plan"} {
+			plan := explainPurge(t, ctx, d, mode, c.sql, cutoff)
+			for _, w := range c.want {
+				require.Contains(t, plan, w, "%s, %s:\n%s", name, mode, plan)
+			}
+			for _, table := range c.scanless {
+				require.NotContains(t, plan, "Seq Scan on "+table+" ", "%s, %s:\n%s", name, mode, plan)
+			}
+		}
+	}
+}
+
+// explainPurge returns the plan of one purge statement, prepared as pgx
+// prepares it, with a 1,000-row batch.
+func explainPurge(t *testing.T, ctx context.Context, d *Driver, mode, sql string, cutoff time.Time) string {
+	t.Helper()
+	var lines []string
+	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('plan_cache_mode', $1, true)`, mode); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `PREPARE explain_purge (timestamptz, int) AS `+sql); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE explain_purge ($1, $2)`, pgx.QueryExecModeSimpleProtocol, cutoff, 1000)
+		if err != nil {
+			return err
+		}
+		if lines, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DEALLOCATE explain_purge`)
+		return err
+	})
+	require.NoError(t, err)
+	return fmt.Sprintln(strings.Join(lines, "\n"))
+}
