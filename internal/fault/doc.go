@@ -38,6 +38,12 @@
 //   - TestWorkerStopTimeout: steps outlast a worker's grace period; the
 //     worker hands them back as it stops, and the replacement retries them
 //     within seconds rather than at their heartbeat timeout.
+//   - TestCancellationJobTakenOver: a bulk cancellation's replica is
+//     SIGKILLed mid-job; the other replica takes the job over from its
+//     cursor and every active run ends Cancelled, counted once.
+//   - TestRetentionUnderLoad: rows older than the retention are purged
+//     while load runs; nothing younger is removed and nothing acknowledged
+//     is lost.
 //
 // Every scenario prints one line, to the test log and to stdout:
 //
@@ -50,8 +56,10 @@
 //	go test -count=1 -v -timeout 20m ./internal/fault/ -fault.full
 //
 // (HERALD_FAULT_FULL=1 does the same.) A failing test prints the tail of
-// every process's log; HERALD_FAULT_LOGS=1 prints them always. The tests need the shared PostgreSQL of
-// the other tests (HERALD_TEST_DATABASE_URL), the Temporal CLI (./bin/temporal
-// or HERALD_TEMPORAL_CLI) and, for TestPostgresOutage, the PostgreSQL server
-// binaries (/usr/lib/postgresql/*/bin, or HERALD_FAULT_PG_BIN).
+// every process's log; HERALD_FAULT_LOGS=1 prints them always. The tests
+// need the shared PostgreSQL of the other tests (HERALD_TEST_DATABASE_URL),
+// the Temporal CLI (./bin/temporal or HERALD_TEMPORAL_CLI) and, for the
+// private cluster of TestPostgresOutage and TestPostgresFrozen, the
+// PostgreSQL server binaries (/usr/lib/postgresql/*/bin, or
+// HERALD_FAULT_PG_BIN).
 package fault
