@@ -41,7 +41,7 @@ test: tools ## run every test (needs PostgreSQL; see README)
 	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 faulttest: tools ## fault tests, full versions: crashes and outages under load, prints "fault:" summary lines (needs PostgreSQL)
-	$(GO) test -count=1 -v -timeout 20m ./internal/fault/ -fault.full
+	$(GO) test -count=1 -v -timeout 30m ./internal/fault/ -fault.full
 
 lint: $(STATICCHECK) ## gofmt, go vet, staticcheck and a tidy go.mod
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -49,7 +49,7 @@ lint: $(STATICCHECK) ## gofmt, go vet, staticcheck and a tidy go.mod
 	$(STATICCHECK) ./...
 	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
 
-bench: ## ingest vs HTTP ceiling and COPY, dispatch vs raw Temporal, wait matching at 10k-1M, flow-control costs (needs PostgreSQL)
+bench: ## herald serve/dev from outside vs the HTTP ceiling, raw COPY and the hand-written shim; then components: dispatch vs raw Temporal, wait matching at 10k-1M, flow-control costs (needs PostgreSQL)
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./ingest/ ./triggers/
 	$(GO) test -run '^$$' -bench MatchWaits -benchtime 200x -timeout 30m ./router/
 	$(GO) run ./internal/bench
