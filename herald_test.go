@@ -302,9 +302,34 @@ func TestActivitiesHaveAHeartbeatTimeout(t *testing.T) {
 	require.NoError(t, b.env.GetWorkflowError())
 	mu.Lock()
 	defer mu.Unlock()
-	// A step, and the report of the run's outcome, whose worker dies are
-	// retried about 20 s later, not at their start-to-close timeout.
+	// A step whose worker dies is retried about 20 s later, not at its
+	// start-to-close timeout. The report of the run's outcome is a local
+	// activity: a dead worker's workflow task times out and runs it again.
+	require.Equal(t, map[string]time.Duration{"send-welcome": 20 * time.Second}, timeouts)
+	require.Len(t, b.finishes, 1)
+}
+
+// A run that reached its outcome report before the report became a local
+// activity replays it as the activity its history holds (the version marker
+// is missing there), with its heartbeat timeout.
+func TestOutcomeReportOfEarlierRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t, []*herald.Function{welcome()}, sendWelcome)
+	b.env.OnGetVersion("herald-finish-local", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	var mu sync.Mutex
+	timeouts := map[string]time.Duration{}
+	b.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		timeouts[info.ActivityID] = info.HeartbeatTimeout
+	})
+	b.env.ExecuteWorkflow("welcome-email", request("welcome-email", `{"email":"ada@example.com"}`))
+	require.NoError(t, b.env.GetWorkflowError())
+	mu.Lock()
+	defer mu.Unlock()
 	require.Equal(t, map[string]time.Duration{"send-welcome": 20 * time.Second, "herald-finish": 20 * time.Second}, timeouts)
+	require.Len(t, b.finishes, 1)
+	require.Equal(t, wire.RunCompleted, b.finishes[0].Status)
 }
 
 func TestCancelledRunReportsCancelled(t *testing.T) {

@@ -35,6 +35,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/herald-run/herald/internal/pgcluster"
 	"github.com/herald-run/herald/internal/temporaltest"
@@ -347,10 +349,30 @@ func benchE2E(ctx context.Context, o serveOpts, n int) {
 		waitSynced("http://"+addr+"/v1/functions", "welcome-email", dev, devLog)
 		h := runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/dev", "-n", strconv.Itoa(n), "-type", "welcome-email", "-addr", temporal)
 		dev.stop()
+		shimHistory := historyLength(ctx, ts.Client(), "ShimWelcome")
+		heraldHistory := historyLength(ctx, ts.Client(), "welcome-email")
 		_ = ts.Stop()
 
 		report("e2e_shim_"+label, s.rate, "runs/s")
 		report("e2e_herald_dev_"+label, h.rate, "runs/s")
 		report("e2e_herald_vs_shim_"+label, h.rate/s.rate, "ratio (target >= 0.95)")
+		if tuned {
+			report("e2e_history_events_shim", float64(shimHistory), "events per run")
+			report("e2e_history_events_herald", float64(heraldHistory), "events per run")
+			report("e2e_history_events_herald_minus_shim", float64(heraldHistory-shimHistory), "events (target <= 2)")
+		}
 	}
+}
+
+// historyLength is the history length of one completed workflow of the
+// type: every run of one type has the same shape.
+func historyLength(ctx context.Context, c client.Client, workflowType string) int64 {
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		PageSize: 1,
+		Query:    fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", workflowType),
+	})
+	if err != nil || len(resp.GetExecutions()) == 0 {
+		log.Fatalf("bench: no completed %s workflow to measure: %v", workflowType, err)
+	}
+	return resp.GetExecutions()[0].GetHistoryLength()
 }
