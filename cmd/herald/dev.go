@@ -334,12 +334,19 @@ func runWorker(ctx context.Context, log *slog.Logger, command string, env []stri
 	case <-ctx.Done():
 	}
 	log.Info("stopping the worker: its steps in flight finish first")
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(workerStopGrace):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+	pgid := cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	// sh may exit at once and leave the worker stopping: wait for every
+	// process of the group, not only for sh.
+	deadline := time.After(workerStopGrace)
+	<-exited
+	for syscall.Kill(-pgid, 0) == nil {
+		select {
+		case <-deadline:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
