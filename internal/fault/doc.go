@@ -61,5 +61,5 @@
 // the Temporal CLI (./bin/temporal or HERALD_TEMPORAL_CLI) and, for the
 // private cluster of TestPostgresOutage and TestPostgresFrozen, the
 // PostgreSQL server binaries (/usr/lib/postgresql/*/bin, or
-// HERALD_FAULT_PG_BIN).
+// HERALD_PG_BIN).
 package fault

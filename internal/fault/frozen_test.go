@@ -54,7 +54,7 @@ func children(parent int) []int {
 // postmasterPID reads the postmaster's pid from the cluster's data
 // directory (the first line of postmaster.pid).
 func (c *pgCluster) postmasterPID() (int, error) {
-	raw, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
+	raw, err := os.ReadFile(filepath.Join(c.DataDir(), "postmaster.pid"))
 	if err != nil {
 		return 0, err
 	}
@@ -75,8 +75,8 @@ func (c *pgCluster) freeze() (thaw func()) {
 	if err != nil {
 		t.Fatalf("freeze: %v", err)
 	}
-	if pm != c.p.pid() {
-		t.Fatalf("freeze: postmaster.pid says %d, the test started %d", pm, c.p.pid())
+	if pm != c.Pid() {
+		t.Fatalf("freeze: postmaster.pid says %d, the test started %d", pm, c.Pid())
 	}
 	stopped := map[int]bool{}
 	var order []int

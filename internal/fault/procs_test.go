@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,11 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/herald-run/herald/internal/pgcluster"
 	"github.com/herald-run/herald/internal/temporaltest"
 	"github.com/herald-run/herald/internal/temporalx"
 )
@@ -369,141 +368,43 @@ func (s *temporalServer) client(t *testing.T) client.Client {
 	return c
 }
 
-// pgCluster is a private PostgreSQL cluster in a temporary directory, on a
-// port of its own, that a test may stop and start. It never touches the
+// pgCluster is a private PostgreSQL cluster (internal/pgcluster), on a port
+// of its own, that a test may stop, start and freeze. It never touches the
 // machine's shared PostgreSQL.
 type pgCluster struct {
-	t    *testing.T
-	bin  string
-	dir  string // socket directory; data lives in dir/data
-	port int
-	cred *syscall.Credential // the postgres user, when the test runs as root
-	p    *proc
+	t *testing.T
+	*pgcluster.Cluster
 }
 
-// pgBinDir finds the PostgreSQL server binaries.
-func pgBinDir() (string, error) {
-	if d := os.Getenv("HERALD_FAULT_PG_BIN"); d != "" {
-		return d, nil
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool { return pgVersion(dirs[i]) > pgVersion(dirs[j]) })
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
-			return d, nil
-		}
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p), nil
-	}
-	return "", errors.New("initdb not found in /usr/lib/postgresql/*/bin or PATH (set HERALD_FAULT_PG_BIN)")
-}
-
-func pgVersion(binDir string) int {
-	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
-	return v
-}
-
-// newPGCluster initializes a cluster and starts it, or skips the test when
-// this machine cannot run one. The cluster is removed when the test ends.
+// newPGCluster starts a cluster, or skips the test when this machine cannot
+// run one. The cluster is removed when the test ends; its log is printed
+// when the test failed.
 func newPGCluster(t *testing.T) *pgCluster {
 	t.Helper()
-	bin, err := pgBinDir()
-	if err != nil {
+	c, err := pgcluster.Start(context.Background(), "max_connections=100")
+	if errors.Is(err, pgcluster.ErrUnavailable) {
 		t.Skipf("no private PostgreSQL cluster: %v", err)
 	}
-	c := &pgCluster{t: t, bin: bin}
-	// initdb refuses to run as root: run the cluster as the postgres user.
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Skipf("no private PostgreSQL cluster: running as root and there is no postgres user to run initdb as: %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
-	}
-	// Not t.TempDir: its parents are private to root, and the postgres user
-	// must reach the directory. A short path also keeps the socket path
-	// under its length limit.
-	c.dir, err = os.MkdirTemp("", "herald-fault-pg-")
 	if err != nil {
 		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(c.dir) })
-	if c.cred != nil {
-		if err := os.Chown(c.dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
-			t.Skipf("no private PostgreSQL cluster: chown %s to postgres: %v", c.dir, err)
-		}
-	}
-	if c.port, err = freePort(); err != nil {
-		t.Fatal(err)
-	}
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", filepath.Join(c.dir, "data"), "-A", "trust", "-U", "postgres",
-		"-E", "UTF8", "--locale=C", "--no-sync")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
-	initdb.Env = append(baseEnv(), "LC_ALL=C")
-	if out, err := initdb.CombinedOutput(); err != nil {
-		t.Skipf("no private PostgreSQL cluster: initdb failed: %v\n%s", err, out)
 	}
 	t.Cleanup(func() {
-		if c.p != nil {
-			c.stopImmediate()
+		if t.Failed() {
+			t.Logf("postgres log:\n%s", tail(c.LogPath(), 30))
 		}
+		c.Stop()
 	})
-	c.start()
-	return c
+	return &pgCluster{t: t, Cluster: c}
 }
 
-// URL is the cluster's database URL.
-func (c *pgCluster) URL() string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
-}
-
-// start runs the postmaster in the foreground, as this test's child, and
-// waits until it accepts connections.
+// start starts the stopped cluster again on the same port and data.
 func (c *pgCluster) start() {
-	t := c.t
-	t.Helper()
-	p, err := startProc("postgres", filepath.Join(c.dir, "postgres.log"), c.cred, append(baseEnv(), "LC_ALL=C"),
-		filepath.Join(c.bin, "postgres"), "-D", filepath.Join(c.dir, "data"), "-p", strconv.Itoa(c.port),
-		"-k", c.dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=100")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.p = p
-	ok := waitFor(30*time.Second, 50*time.Millisecond, func() bool {
-		if p.exited() {
-			return true
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, c.URL())
-		if err != nil {
-			return false
-		}
-		_ = conn.Close(ctx)
-		return true
-	})
-	if !ok || p.exited() {
-		t.Fatalf("the private PostgreSQL did not start:\n%s", tail(p.logPath, 30))
+	c.t.Helper()
+	if err := c.Restart(context.Background()); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
-// stopImmediate stops the cluster the way a crash would: pg_ctl stop -m
-// immediate (no checkpoint; the next start replays the WAL).
-func (c *pgCluster) stopImmediate() {
-	cmd := exec.Command(filepath.Join(c.bin, "pg_ctl"), "stop", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "-t", "10")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		c.t.Logf("pg_ctl stop: %v: %s", err, out)
-	}
-	select {
-	case <-c.p.done:
-	case <-time.After(10 * time.Second):
-		c.p.kill()
-	}
-	// Backends of a postmaster that died notice it themselves; make sure.
-	c.p.signal(syscall.SIGKILL)
-	c.p = nil
-}
+// stopImmediate stops the cluster the way a crash would: no checkpoint; the
+// next start replays the WAL.
+func (c *pgCluster) stopImmediate() { c.StopImmediate() }

@@ -33,16 +33,20 @@ type Cluster struct {
 	bin  string
 	dir  string // socket directory; data lives in dir/data
 	port int
+	args []string
 	cred *syscall.Credential
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// BinDir finds the PostgreSQL server binaries: $HERALD_PG_BIN, the newest
+// BinDir finds the PostgreSQL server binaries: $HERALD_PG_BIN (or, as the
+// fault tests named it before, $HERALD_FAULT_PG_BIN), the newest
 // /usr/lib/postgresql/*/bin, or initdb on PATH.
 func BinDir() (string, error) {
-	if d := os.Getenv("HERALD_PG_BIN"); d != "" {
-		return d, nil
+	for _, env := range []string{"HERALD_PG_BIN", "HERALD_FAULT_PG_BIN"} {
+		if d := os.Getenv(env); d != "" {
+			return d, nil
+		}
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	version := func(d string) int { v, _ := strconv.Atoi(filepath.Base(filepath.Dir(d))); return v }
@@ -100,11 +104,11 @@ func Start(ctx context.Context, settings ...string) (*Cluster, error) {
 		_ = os.RemoveAll(c.dir)
 		return nil, fmt.Errorf("%w: initdb: %v\n%s", ErrUnavailable, err, out)
 	}
-	args := []string{"-D", c.dataDir(), "-p", strconv.Itoa(c.port), "-k", c.dir, "-c", "listen_addresses=127.0.0.1"}
+	c.args = []string{"-D", c.dataDir(), "-p", strconv.Itoa(c.port), "-k", c.dir, "-c", "listen_addresses=127.0.0.1"}
 	for _, s := range settings {
-		args = append(args, "-c", s)
+		c.args = append(c.args, "-c", s)
 	}
-	if err := c.start(ctx, args); err != nil {
+	if err := c.start(ctx); err != nil {
 		_ = os.RemoveAll(c.dir)
 		return nil, err
 	}
@@ -113,8 +117,14 @@ func Start(ctx context.Context, settings ...string) (*Cluster, error) {
 
 func (c *Cluster) dataDir() string { return filepath.Join(c.dir, "data") }
 
-func (c *Cluster) start(ctx context.Context, args []string) error {
-	logf, err := os.Create(filepath.Join(c.dir, "postgres.log"))
+// DataDir is the cluster's data directory (postmaster.pid lives there).
+func (c *Cluster) DataDir() string { return c.dataDir() }
+
+// LogPath is the file the postmaster writes its log to.
+func (c *Cluster) LogPath() string { return filepath.Join(c.dir, "postgres.log") }
+
+func (c *Cluster) start(ctx context.Context) error {
+	logf, err := os.OpenFile(c.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -122,7 +132,7 @@ func (c *Cluster) start(ctx context.Context, args []string) error {
 	if c.cred != nil {
 		_ = logf.Chown(int(c.cred.Uid), int(c.cred.Gid))
 	}
-	cmd := exec.Command(filepath.Join(c.bin, "postgres"), args...)
+	cmd := exec.Command(filepath.Join(c.bin, "postgres"), c.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Setpgid: true}
@@ -163,9 +173,23 @@ func (c *Cluster) Pid() int { return c.cmd.Process.Pid }
 
 // Stop stops the cluster at once (as a crash would) and removes its files.
 func (c *Cluster) Stop() {
-	c.kill()
+	if c.cmd != nil {
+		c.kill()
+	}
 	_ = os.RemoveAll(c.dir)
 }
+
+// StopImmediate stops the cluster the way a crash would (PostgreSQL's
+// immediate shutdown: no checkpoint, the next start replays the WAL) and
+// keeps its files, for Restart.
+func (c *Cluster) StopImmediate() {
+	c.kill()
+	c.cmd = nil
+}
+
+// Restart starts a stopped cluster again, on the same port and data, and
+// waits until it accepts connections.
+func (c *Cluster) Restart(ctx context.Context) error { return c.start(ctx) }
 
 func (c *Cluster) kill() {
 	// The postmaster and its backends share its process group.
