@@ -112,7 +112,12 @@ const finishChange = "herald-finish-local"
 //
 // It is a local activity: it runs inside the workflow task that finishes the
 // run and leaves one marker in the history, where an activity costs six
-// events (scheduled, started, completed, and a workflow task more). Runs
+// events (scheduled, started, completed, and a workflow task more). A run's
+// history is the function's own events plus three: the version marker, its
+// search-attribute upsert, and this marker (25 events for the example
+// welcome-email, 22 for the same steps written by hand). Herald's own
+// Temporal calls per run: one StartWorkflow (the router), one HTTP request
+// from the worker to Herald for the outcome. Runs
 // that reached their report before this change replay it as the activity
 // their history holds; the version marker tells them apart.
 func reportOutcome(ctx workflow.Context, runID string, finish wire.RunFinish) error {
