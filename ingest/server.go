@@ -318,6 +318,9 @@ func checkParams(c *gin.Context) {
 			return
 		}
 	}
+	if c.Request.URL.RawQuery == "" {
+		return // event intake: nothing to parse
+	}
 	for key, values := range c.Request.URL.Query() {
 		for _, v := range values {
 			if !utf8.ValidString(key) || !utf8.ValidString(v) || hasControl(key) || hasControl(v) {
