@@ -80,4 +80,4 @@ vuln: ## report known vulnerabilities in the code and its dependencies (govulnch
 	exit $$rc
 
 clean: ## remove build output and the dev data directory
-	rm -rf $(BIN)/herald .herald
+	rm -rf $(BIN)/herald $(BIN)/herald-demo .herald
