@@ -5,6 +5,7 @@
 //	make dev                                  # Herald, Temporal and this worker together
 //	herald dev --worker 'go run ./examples/demo'   # the same by hand
 //	go run ./examples/demo                    # against a Herald already running
+//	go run ./examples/demo -check-replay      # do the recorded runs replay against this code?
 //
 // Environment: HERALD_URL (default http://127.0.0.1:8288), HERALD_SIGNING_KEY,
 // TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE (default
@@ -13,6 +14,8 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -26,6 +29,8 @@ import (
 )
 
 func main() {
+	checkReplay := flag.Bool("check-replay", false, "replay the last runs of every demo function against this code and exit: non-zero when a run does not replay (a deploy would break it)")
+	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -40,6 +45,23 @@ func main() {
 		os.Exit(1)
 	}
 	defer tc.Close()
+
+	if *checkReplay {
+		report, err := herald.CheckReplay(ctx, herald.CheckReplayOptions{Client: tc, App: demoapp.AppID, Functions: demoapp.Functions()})
+		if err != nil {
+			log.Error("cannot check replay", "err", err)
+			os.Exit(1)
+		}
+		for fn, n := range report.Checked {
+			fmt.Printf("%s: %d run(s) replayed\n", fn, n)
+		}
+		if err := report.Err(); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println("every run replays against this code")
+		return
+	}
 
 	w, err := herald.NewWorker(herald.WorkerOptions{
 		App:        demoapp.AppID,

@@ -311,9 +311,14 @@ var ClerkUserCreated = herald.NewFunction(herald.FunctionOpts{
 	return step.Run[ClerkUserRecord](ctx, "record-user", RecordUser, in.Event.Data)
 })
 
+// Functions are the demo app's functions.
+func Functions() []*herald.Function {
+	return []*herald.Function{WelcomeEmail, FlakyCharge, NightlyReport, Onboarding, Reindex, ImportRows, SendSMS, CallLLM, ClerkUserCreated}
+}
+
 // Register adds the demo app's functions and steps to w.
 func Register(w *herald.Worker) error {
-	if err := w.Register(WelcomeEmail, FlakyCharge, NightlyReport, Onboarding, Reindex, ImportRows, SendSMS, CallLLM, ClerkUserCreated); err != nil {
+	if err := w.Register(Functions()...); err != nil {
 		return err
 	}
 	return w.RegisterSteps(SendWelcome, SendFollowUp, Charge, BuildReport, IndexDoc, InsertRows, DeliverSMS, Complete, RecordUser)
