@@ -1,8 +1,6 @@
 package sqlite
 
 import (
-	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,27 +12,7 @@ import (
 // 008 and delete by key: a batch never scans events, runs or their links.
 func TestPurgeUsesIndexes(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	d, err := Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
-	require.NoError(t, d.Migrate(ctx))
-
-	plan := func(query string, args ...any) string {
-		t.Helper()
-		rows, err := d.db.QueryContext(ctx, `EXPLAIN QUERY PLAN `+query, args...)
-		require.NoError(t, err)
-		defer rows.Close()
-		var lines []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-			lines = append(lines, detail)
-		}
-		require.NoError(t, rows.Err())
-		return strings.Join(lines, "\n")
-	}
+	plan := queryPlanner(t)
 	noScan := func(p string, tables ...string) {
 		t.Helper()
 		require.NotContains(t, p, "TEMP B-TREE", "a sort:\n%s", p)
