@@ -151,38 +151,15 @@ func TestPostgresFrozen(t *testing.T) {
 	frozen := time.Now()
 	t.Logf("PostgreSQL frozen at %s", frozen.Sub(start).Round(time.Millisecond))
 
-	var ready []readiness
-	for time.Until(frozen.Add(freeze)) > 0 {
-		ready = append(ready, getReady(h.url))
-		time.Sleep(min(500*time.Millisecond, time.Until(frozen.Add(freeze))))
-	}
+	ready := pollReady(h.url, frozen.Add(freeze))
 	thaw()
 	thawed := time.Now()
 	t.Logf("PostgreSQL resumed at %s (frozen %s)", thawed.Sub(start).Round(time.Millisecond), thawed.Sub(frozen).Round(time.Millisecond))
-	recovered := waitFor(30*time.Second, 100*time.Millisecond, func() bool {
-		for _, r := range between(load.requests(), thawed, time.Now()) {
-			if r.status == http.StatusOK {
-				return true
-			}
-		}
-		return false
-	})
-	if !recovered {
-		t.Errorf("no request got 200 within 30s after PostgreSQL resumed")
-	} else {
-		t.Logf("ingest answered 200 again %s after PostgreSQL resumed", time.Since(thawed).Round(100*time.Millisecond))
-	}
+	requireRecovery(t, load, thawed, "PostgreSQL resumed")
 	time.Sleep(after)
 	load.Stop()
 
-	if len(ready) == 0 {
-		t.Errorf("no /readyz during the freeze")
-	}
-	for i, r := range ready {
-		if r.err != nil || r.status != http.StatusServiceUnavailable || r.checks["store"] == "ok" || r.checks["store"] == "" {
-			t.Errorf("/readyz #%d during the freeze: status %d checks %v err %v (after %s)", i, r.status, r.checks, r.err, r.latency.Round(time.Millisecond))
-		}
-	}
+	requireStoreUnready(t, ready, "the freeze")
 	reqs := load.requests()
 	during := between(reqs, frozen, thawed)
 	t.Logf("requests: %d, %d during the freeze; during it by status: %v; all by status: %v", len(reqs), len(during), statusCounts(during), statusCounts(reqs))

@@ -19,6 +19,49 @@ type readiness struct {
 	err     error
 }
 
+// pollReady asks /readyz about twice a second until the deadline.
+func pollReady(baseURL string, until time.Time) []readiness {
+	var ready []readiness
+	for time.Until(until) > 0 {
+		ready = append(ready, getReady(baseURL))
+		time.Sleep(min(500*time.Millisecond, time.Until(until)))
+	}
+	return ready
+}
+
+// requireStoreUnready fails the test unless every /readyz answer of ready
+// was 503 naming the store as not ok.
+func requireStoreUnready(t *testing.T, ready []readiness, during string) {
+	t.Helper()
+	if len(ready) == 0 {
+		t.Errorf("no /readyz during %s", during)
+	}
+	for i, r := range ready {
+		if r.err != nil || r.status != http.StatusServiceUnavailable || r.checks["store"] == "ok" || r.checks["store"] == "" {
+			t.Errorf("/readyz #%d during %s: status %d checks %v err %v (after %s)", i, during, r.status, r.checks, r.err, r.latency.Round(time.Millisecond))
+		}
+	}
+}
+
+// requireRecovery fails the test unless a request sent after since gets 200
+// within 30 s: ingest recovers by itself.
+func requireRecovery(t *testing.T, load *sender, since time.Time, event string) {
+	t.Helper()
+	recovered := waitFor(30*time.Second, 100*time.Millisecond, func() bool {
+		for _, r := range between(load.requests(), since, time.Now()) {
+			if r.status == http.StatusOK {
+				return true
+			}
+		}
+		return false
+	})
+	if !recovered {
+		t.Errorf("no request got 200 within 30s after %s", event)
+		return
+	}
+	t.Logf("ingest answered 200 again %s after %s", time.Since(since).Round(100*time.Millisecond), event)
+}
+
 func getReady(baseURL string) readiness {
 	start := time.Now()
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(baseURL + "/readyz")
@@ -130,36 +173,16 @@ func TestPostgresOutage(t *testing.T) {
 	down := time.Now()
 	t.Logf("PostgreSQL stopped at %s", down.Sub(start).Round(time.Millisecond))
 
-	var ready []readiness
-	for time.Until(down.Add(outage)) > 0 {
-		ready = append(ready, getReady(h.url))
-		time.Sleep(min(500*time.Millisecond, time.Until(down.Add(outage))))
-	}
+	ready := pollReady(h.url, down.Add(outage))
 	up := time.Now()
 	pg.start()
 	back := time.Now()
 	t.Logf("PostgreSQL back at %s (stopped %s)", back.Sub(start).Round(time.Millisecond), up.Sub(down).Round(time.Millisecond))
-	recovered := waitFor(30*time.Second, 100*time.Millisecond, func() bool {
-		for _, r := range between(load.requests(), back, time.Now()) {
-			if r.status == http.StatusOK {
-				return true
-			}
-		}
-		return false
-	})
-	if !recovered {
-		t.Errorf("no request got 200 within 30s after PostgreSQL came back")
-	} else {
-		t.Logf("ingest answered 200 again %s after PostgreSQL came back", time.Since(back).Round(100*time.Millisecond))
-	}
+	requireRecovery(t, load, back, "PostgreSQL came back")
 	time.Sleep(after)
 	load.Stop()
 
-	for i, r := range ready {
-		if r.err != nil || r.status != http.StatusServiceUnavailable || r.checks["store"] == "ok" || r.checks["store"] == "" {
-			t.Errorf("/readyz #%d during the outage: status %d checks %v err %v", i, r.status, r.checks, r.err)
-		}
-	}
+	requireStoreUnready(t, ready, "the outage")
 	reqs := load.requests()
 	during := between(reqs, down, up)
 	t.Logf("requests: %d, %d during the outage; during it by status: %v; all by status: %v", len(reqs), len(during), statusCounts(during), statusCounts(reqs))
