@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Background jobs (bulk cancellations; replays later) run on one replica at a
+// Background jobs (bulk cancellations and replays) run on one replica at a
 // time under a lease: the job's row names its owner, a token the executor
 // picked when it started or took over the job, and the time of the owner's
 // last heartbeat. The owner renews the heartbeat every few seconds and saves
@@ -26,8 +26,13 @@ var ErrLeaseLost = errors.New("store: job lease lost")
 // keeps its jobs in a table of its own.
 type JobKind string
 
-// JobCancellation is a bulk cancellation (Cancellation).
-const JobCancellation JobKind = "cancellation"
+// Job kinds.
+const (
+	// JobCancellation is a bulk cancellation (Cancellation).
+	JobCancellation JobKind = "cancellation"
+	// JobReplay is a replay (Replay).
+	JobReplay JobKind = "replay"
+)
 
 // Job statuses. Only a JobRunning job has a live lease.
 const (
@@ -41,7 +46,7 @@ var ErrJobKind = errors.New("store: unknown job kind")
 
 // CheckJobKind returns ErrJobKind, wrapped with the kind, unless kind is known.
 func CheckJobKind(kind JobKind) error {
-	if kind != JobCancellation {
+	if kind != JobCancellation && kind != JobReplay {
 		return fmt.Errorf("%w %q", ErrJobKind, kind)
 	}
 	return nil

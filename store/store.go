@@ -144,6 +144,7 @@ type Driver interface {
 	Dispatcher
 	Webhooks
 	Jobs
+	Recovery
 }
 
 // EncodeCursor returns the opaque cursor for a position in a listing.
@@ -204,7 +205,10 @@ type App struct {
 	ID string
 	// TaskQueue is the Temporal task queue the app's workers poll.
 	TaskQueue string
-	SyncedAt  time.Time
+	// SyncedAt is when the app was last synced, or one of its functions
+	// paused or resumed: every change to what the router runs moves it, so
+	// replicas see the change at once (registry snapshots compare it).
+	SyncedAt time.Time
 }
 
 // Function is one function of an app, as last synced.
@@ -217,6 +221,9 @@ type Function struct {
 	// Version starts at 1 and grows by one with every sync that changes Config.
 	Version   int
 	UpdatedAt time.Time
+	// PausedAt is when the function was paused, nil while it runs. Syncs
+	// keep it (see Recovery.SetFunctionPaused).
+	PausedAt *time.Time
 }
 
 // SyncResult says what a sync changed.
@@ -243,6 +250,12 @@ type Run struct {
 	Error     string
 	StartedAt time.Time
 	EndedAt   *time.Time
+	// ReplayOf is the run this one repeats, for a replayed or rerun run;
+	// ReplayID the replay job that started it (empty for a rerun). A replay
+	// that ran an event with no run has ReplayID without ReplayOf. Only
+	// runs with neither are one per (app, function, event).
+	ReplayOf string
+	ReplayID string
 }
 
 // Claim is what the router reports back for a batch of claimed events.

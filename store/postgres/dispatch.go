@@ -29,7 +29,7 @@ ON CONFLICT (app_id, id) DO UPDATE
  WHERE f.config <> excluded.config
 RETURNING id, version`
 
-const functionColumns = `app_id, id, config, version, updated_at`
+const functionColumns = `app_id, id, config, version, updated_at, paused_at`
 
 // SyncApp stores app and replaces its functions in one transaction.
 func (d *Driver) SyncApp(ctx context.Context, app store.App, fns []store.Function) (store.SyncResult, error) {
@@ -97,7 +97,7 @@ func (d *Driver) SyncApp(ctx context.Context, app store.App, fns []store.Functio
 
 func scanFunction(row pgx.CollectableRow) (store.Function, error) {
 	var f store.Function
-	err := row.Scan(&f.AppID, &f.ID, &f.Config, &f.Version, &f.UpdatedAt)
+	err := row.Scan(&f.AppID, &f.ID, &f.Config, &f.Version, &f.UpdatedAt, &f.PausedAt)
 	return f, err
 }
 
@@ -260,14 +260,14 @@ func (d *Driver) PendingEvents(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-const runColumns = `id, app_id, function_id, coalesce(event_id, ''), workflow_id, status, output, error, started_at, ended_at`
+const runColumns = `id, app_id, function_id, coalesce(event_id, ''), workflow_id, status, output, error, started_at, ended_at, replay_of, replay_id`
 
 func scanRun(row pgx.Row) (store.Run, error) {
 	var (
 		r      store.Run
 		output []byte
 	)
-	err := row.Scan(&r.ID, &r.AppID, &r.FunctionID, &r.EventID, &r.WorkflowID, &r.Status, &output, &r.Error, &r.StartedAt, &r.EndedAt)
+	err := row.Scan(&r.ID, &r.AppID, &r.FunctionID, &r.EventID, &r.WorkflowID, &r.Status, &output, &r.Error, &r.StartedAt, &r.EndedAt, &r.ReplayOf, &r.ReplayID)
 	if output != nil {
 		r.Output = json.RawMessage(output)
 	}
@@ -318,7 +318,7 @@ const finishedStatuses = `('Completed', 'Failed', 'Cancelled', 'Skipped')`
 const insertFinishedRunSQL = `
 INSERT INTO runs AS r (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
 VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))
-ON CONFLICT (app_id, function_id, event_id) DO UPDATE
+ON CONFLICT (app_id, function_id, event_id) WHERE replay_of = '' AND replay_id = '' DO UPDATE
    SET status = excluded.status, output = excluded.output, error = excluded.error, ended_at = excluded.ended_at
  WHERE r.status NOT IN ` + finishedStatuses + `
 RETURNING id`

@@ -175,8 +175,8 @@ func (c *claimTx) SetSingleton(ctx context.Context, key, runID, workflowID strin
 }
 
 const insertRunSQL = `
-INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
-VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7, $8, $9, $10)
+INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at, replay_of, replay_id)
+VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT DO NOTHING`
 
 // RecordRun stores a run started outside a claim, unless its id or its (app,
@@ -199,7 +199,7 @@ func (d *Driver) RecordRun(ctx context.Context, r store.Run, eventIDs []string) 
 	links = slices.Compact(links)
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, insertRunSQL, r.ID, r.AppID, r.FunctionID, r.EventID, r.WorkflowID, r.Status,
-			jsonParam(r.Output), r.Error, r.StartedAt, r.EndedAt); err != nil {
+			jsonParam(r.Output), r.Error, r.StartedAt, r.EndedAt, r.ReplayOf, r.ReplayID); err != nil {
 			return err
 		}
 		if len(links) == 0 {

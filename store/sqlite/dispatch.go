@@ -17,16 +17,21 @@ import (
 	"github.com/herald-run/herald/store"
 )
 
-const functionColumns = `app_id, id, config, version, updated_at`
+const functionColumns = `app_id, id, config, version, updated_at, paused_at`
 
 func scanFunction(row scanner) (store.Function, error) {
 	var (
 		f       store.Function
 		config  string
 		updated int64
+		paused  sql.NullInt64
 	)
-	if err := row.Scan(&f.AppID, &f.ID, &config, &f.Version, &updated); err != nil {
+	if err := row.Scan(&f.AppID, &f.ID, &config, &f.Version, &updated, &paused); err != nil {
 		return f, err
+	}
+	if paused.Valid {
+		t := time.UnixMilli(paused.Int64).UTC()
+		f.PausedAt = &t
 	}
 	f.Config = json.RawMessage(config)
 	f.UpdatedAt = time.UnixMilli(updated).UTC()
@@ -237,8 +242,8 @@ func (d *Driver) pendingEvents(ctx context.Context, limit int) ([]store.Event, e
 	return out, rows.Err()
 }
 
-const insertRunSQL = `INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
-VALUES (?, ?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+const insertRunSQL = `INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at, replay_of, replay_id)
+VALUES (?, ?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 
 // recordClaim stores claim's runs (ignoring those that exist) and marks its
 // dispatched events, only among events, and only if each is still the
@@ -257,7 +262,7 @@ func recordClaim(ctx context.Context, tx *sql.Tx, events []store.Event, claim st
 				started = r.StartedAt.UnixMilli()
 			}
 			if _, err := stmt.ExecContext(ctx, r.ID, r.AppID, r.FunctionID, r.EventID, r.WorkflowID, r.Status,
-				jsonParam(r.Output), r.Error, started, millisParam(r.EndedAt)); err != nil {
+				jsonParam(r.Output), r.Error, started, millisParam(r.EndedAt), r.ReplayOf, r.ReplayID); err != nil {
 				return err
 			}
 		}
@@ -297,7 +302,7 @@ func (d *Driver) PendingEvents(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-const runColumns = `id, app_id, function_id, coalesce(event_id, ''), workflow_id, status, output, error, started_at, ended_at`
+const runColumns = `id, app_id, function_id, coalesce(event_id, ''), workflow_id, status, output, error, started_at, ended_at, replay_of, replay_id`
 
 func scanRun(row scanner) (store.Run, error) {
 	var (
@@ -306,7 +311,7 @@ func scanRun(row scanner) (store.Run, error) {
 		started int64
 		ended   sql.NullInt64
 	)
-	if err := row.Scan(&r.ID, &r.AppID, &r.FunctionID, &r.EventID, &r.WorkflowID, &r.Status, &output, &r.Error, &started, &ended); err != nil {
+	if err := row.Scan(&r.ID, &r.AppID, &r.FunctionID, &r.EventID, &r.WorkflowID, &r.Status, &output, &r.Error, &started, &ended, &r.ReplayOf, &r.ReplayID); err != nil {
 		return r, err
 	}
 	if output.Valid {
@@ -363,7 +368,7 @@ func (d *Driver) ListRunsByEvent(ctx context.Context, eventID string) ([]store.R
 const insertFinishedRunSQL = `
 INSERT INTO runs AS r (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
 VALUES (?, ?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?)
-ON CONFLICT (app_id, function_id, event_id) DO UPDATE
+ON CONFLICT (app_id, function_id, event_id) WHERE replay_of = '' AND replay_id = '' DO UPDATE
    SET status = excluded.status, output = excluded.output, error = excluded.error, ended_at = excluded.ended_at
  WHERE r.status NOT IN ('Completed', 'Failed', 'Cancelled', 'Skipped')
 RETURNING id`

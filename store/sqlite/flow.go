@@ -198,7 +198,7 @@ func (d *Driver) RecordRun(ctx context.Context, r store.Run, eventIDs []string) 
 	}
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, insertRunSQL, r.ID, r.AppID, r.FunctionID, r.EventID, r.WorkflowID, r.Status,
-			jsonParam(r.Output), r.Error, started, millisParam(r.EndedAt)); err != nil {
+			jsonParam(r.Output), r.Error, started, millisParam(r.EndedAt), r.ReplayOf, r.ReplayID); err != nil {
 			return err
 		}
 		if len(eventIDs) == 0 {

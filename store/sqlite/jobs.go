@@ -15,7 +15,10 @@ func jobTable(kind store.JobKind) (string, error) {
 	if err := store.CheckJobKind(kind); err != nil {
 		return "", err
 	}
-	return "cancellations", nil // the only kind so far
+	if kind == store.JobReplay {
+		return "replays", nil
+	}
+	return "cancellations", nil
 }
 
 // TakeStaleJob takes over the stalest running job whose heartbeat is before

@@ -79,6 +79,12 @@ func Run(t *testing.T, open Opener) {
 		"JobLease":                   testJobLease,
 		"JobTakeOrder":               testJobTakeOrder,
 		"JobConcurrentTakeOver":      testJobConcurrentTakeOver,
+		"PauseSurvivesSync":          testPauseSurvivesSync,
+		"ListRunsFiltersAndPages":    testListRunsFiltersAndPages,
+		"ReplayRunsAndReopen":        testReplayRunsAndReopen,
+		"ListWaitsPending":           testListWaitsPending,
+		"ReplayJobLease":             testReplayJobLease,
+		"FlowTx":                     testFlowTx,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
