@@ -1,16 +1,18 @@
 // Command herald runs and operates Herald: the development server, the
-// production server, migrations, and commands to send and inspect events.
+// production server, migrations, and commands to send and inspect events,
+// runs, functions and replays.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 func commands() []command {
@@ -31,62 +33,92 @@ func main() {
 	os.Exit(code)
 }
 
-// run executes one command line and returns the process exit code. Commands
+// run executes one command line and returns the process exit code: 0 on
+// success, 2 for a wrong command line, 1 when the command failed. Commands
 // that serve stop when ctx is done.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printUsage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+	root := rootCommand(stdout, stderr)
+	if len(args) == 0 {
+		printUsage(stderr, root)
+		return 2
+	}
+	root.SetArgs(withLongDashes(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
 		return 0
 	}
-	for _, cmd := range commands() {
-		if cmd.name != args[0] {
-			continue
-		}
-		fs := newFlagSet(cmd.name, stderr)
-		fs.stdout = stdout
-		if cmd.flags != nil {
-			cmd.flags(fs)
-		}
-		fs.Usage = func() { fs.usage(cmd) }
-		positional, err := fs.parse(args[1:])
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "herald %s: %v\n", cmd.name, err)
-			return 2
-		}
-		if err := cmd.run(ctx, fs, positional); err != nil {
-			var ue usageError
-			if errors.As(err, &ue) {
-				fmt.Fprintf(stderr, "herald %s: %v\n\n", cmd.name, err)
-				fs.usage(cmd)
-				return 2
-			}
-			fmt.Fprintf(stderr, "herald %s: %v\n", cmd.name, err)
-			return 1
-		}
-		return 0
+	var (
+		ue usageError
+		ee envError
+	)
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "%s: %v\n\n", cmd.CommandPath(), err)
+		printHelp(stderr, cmd)
+		return 2
+	case errors.As(err, &ee):
+		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
+		return 1
 	}
-	fmt.Fprintf(stderr, "herald: unknown command %q\n\n", args[0])
-	printUsage(stderr)
-	return 2
 }
 
-// usageError marks a wrong command line; run prints the command's help after it.
+// rootCommand builds the herald command tree, with cobra's completion command.
+func rootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "herald",
+		Short:         "Herald: durable event-driven functions on Temporal.",
+		SilenceErrors: true, // run prints errors and chooses the exit code
+		SilenceUsage:  true,
+		// Without Args, cobra reports an unknown command itself, before run
+		// can make it a usage error.
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownCommand(c, args[0])
+			}
+			return nil
+		},
+		RunE: func(*cobra.Command, []string) error {
+			return usageError{"expected a command"}
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetHelpFunc(func(c *cobra.Command, _ []string) { printHelp(c.ErrOrStderr(), c) })
+	root.SetUsageFunc(func(c *cobra.Command) error {
+		printHelp(c.ErrOrStderr(), c)
+		return nil
+	})
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+	for _, c := range commands() {
+		root.AddCommand(c.cobraCommand(stdout, stderr))
+	}
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Short = "print a shell completion script: completion bash, zsh, fish or powershell"
+		}
+	}
+	return root
+}
+
+// usageError marks a wrong command line; run prints the command's help after
+// it and exits with 2.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "Herald: durable event-driven functions on Temporal.")
+// envError is a bad value in a flag's environment variable; run exits with 2.
+type envError struct{ msg string }
+
+func (e envError) Error() string { return e.msg }
+
+func printUsage(w io.Writer, root *cobra.Command) {
+	fmt.Fprintln(w, root.Short)
 	fmt.Fprintln(w, "\nUsage: herald <command> [flags]")
 	fmt.Fprintln(w, "\nCommands:")
-	for _, cmd := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", cmd.name, cmd.summary)
-	}
+	printCommands(w, root)
 	fmt.Fprintln(w, "\nRun 'herald <command> --help' for a command's flags; every flag also reads the environment variable shown there.")
 }

@@ -60,7 +60,7 @@ func sendCommand() command {
 			var resp struct {
 				IDs []string `json:"ids"`
 			}
-			if err := call(http.MethodPost, strings.TrimRight(*baseURL, "/")+"/e/"+url.PathEscape(key), "", body, &resp); err != nil {
+			if err := call(ctx, http.MethodPost, strings.TrimRight(*baseURL, "/")+"/e/"+url.PathEscape(key), "", body, &resp); err != nil {
 				return err
 			}
 			if len(resp.IDs) != 1 {
@@ -99,7 +99,7 @@ func eventsCommand() command {
 				var resp struct {
 					Data json.RawMessage `json:"data"`
 				}
-				if err := call(http.MethodGet, base+"/v1/events/"+url.PathEscape(args[1]), *signingKey, nil, &resp); err != nil {
+				if err := call(ctx, http.MethodGet, base+"/v1/events/"+url.PathEscape(args[1]), *signingKey, nil, &resp); err != nil {
 					return err
 				}
 				var out bytes.Buffer
@@ -118,7 +118,7 @@ func eventsCommand() command {
 					Data   []json.RawMessage `json:"data"`
 					Cursor string            `json:"cursor"`
 				}
-				if err := call(http.MethodGet, base+"/v1/events?"+q.Encode(), *signingKey, nil, &resp); err != nil {
+				if err := call(ctx, http.MethodGet, base+"/v1/events?"+q.Encode(), *signingKey, nil, &resp); err != nil {
 					return err
 				}
 				if *asJSON {
@@ -157,11 +157,11 @@ func truncate(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-// call sends one request to Herald's API and decodes a JSON reply into out
-// (unless out is nil or the reply empty), turning Herald's JSON errors into
-// Go errors.
-func call(method, u, bearer string, body []byte, out any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// call sends one request to Herald's API, giving up after 30s or when ctx is
+// done, and decodes a JSON reply into out (unless out is nil or the reply
+// empty), turning Herald's JSON errors into Go errors.
+func call(ctx context.Context, method, u, bearer string, body []byte, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {

@@ -70,7 +70,7 @@ func webhooksCommand() command {
 					return err
 				}
 				var w webhookReply
-				if err := call(http.MethodPost, base+"/v1/webhooks", *signingKey, body, &w); err != nil {
+				if err := call(ctx, http.MethodPost, base+"/v1/webhooks", *signingKey, body, &w); err != nil {
 					return err
 				}
 				fmt.Fprintf(fs.stdout, "%s\n%s\n", w.ID, w.URL)
@@ -79,7 +79,7 @@ func webhooksCommand() command {
 				var resp struct {
 					Data []json.RawMessage `json:"data"`
 				}
-				if err := call(http.MethodGet, base+"/v1/webhooks", *signingKey, nil, &resp); err != nil {
+				if err := call(ctx, http.MethodGet, base+"/v1/webhooks", *signingKey, nil, &resp); err != nil {
 					return err
 				}
 				if *asJSON {
@@ -96,7 +96,7 @@ func webhooksCommand() command {
 				}
 				return tw.Flush()
 			case len(args) == 2 && args[0] == "rm":
-				if err := call(http.MethodDelete, base+"/v1/webhooks/"+url.PathEscape(args[1]), *signingKey, nil, nil); err != nil {
+				if err := call(ctx, http.MethodDelete, base+"/v1/webhooks/"+url.PathEscape(args[1]), *signingKey, nil, nil); err != nil {
 					return err
 				}
 				fmt.Fprintf(fs.stdout, "deleted %s\n", args[1])
