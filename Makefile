@@ -5,11 +5,18 @@ BIN           := $(CURDIR)/bin
 TEMPORAL      := $(BIN)/temporal
 TEMPORAL_CLI  := v1.5.1
 STATICCHECK   := $(BIN)/staticcheck
+# The production topology's Temporal server and SQL tool: the release of the
+# dev server above, built from source with go install.
+TEMPORAL_SERVER_VERSION := v1.29.1
+TEMPORAL_SERVER   := $(BIN)/temporal-server
+TEMPORAL_SQL_TOOL := $(BIN)/temporal-sql-tool
+PRODTEST_ENV   = HERALD_PRODTEST=1 HERALD_TEMPORAL_SERVER=$(TEMPORAL_SERVER) HERALD_TEMPORAL_SQL_TOOL=$(TEMPORAL_SQL_TOOL) \
+	HERALD_TEMPORAL_SCHEMA_DIR=$$($(GO) env GOMODCACHE)/go.temporal.io/server@$(TEMPORAL_SERVER_VERSION)/schema/postgresql/v12
 TEST_TIMEOUT  ?= 15m
 
 export HERALD_TEMPORAL_CLI ?= $(TEMPORAL)
 
-.PHONY: help tools dev test faulttest lint bench build fuzz vuln clean
+.PHONY: help tools dev test faulttest lint bench build fuzz vuln clean prodtools prodtest prodbench
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
@@ -22,6 +29,23 @@ $(TEMPORAL):
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI)
 	@echo "Temporal CLI installed: $(TEMPORAL)"
+
+prodtools: $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) ## build the Temporal server $(TEMPORAL_SERVER_VERSION) and its SQL tool into ./bin (skipped when present)
+
+$(TEMPORAL_SERVER):
+	@echo "Building the Temporal server $(TEMPORAL_SERVER_VERSION) into ./bin with go install."
+	@echo "This happens once and takes about 8 minutes on 2 cores..."
+	@mkdir -p $(BIN)/.temporal-server
+	GOBIN=$(BIN)/.temporal-server $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.temporal-server/server $@ && rmdir $(BIN)/.temporal-server
+	@echo "Temporal server installed: $@"
+
+$(TEMPORAL_SQL_TOOL):
+	@echo "Building Temporal's SQL tool $(TEMPORAL_SERVER_VERSION) into ./bin with go install (a few minutes)..."
+	@mkdir -p $(BIN)/.temporal-sql-tool
+	GOBIN=$(BIN)/.temporal-sql-tool $(GO) install go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.temporal-sql-tool/sql $@ && rmdir $(BIN)/.temporal-sql-tool
+	@echo "Temporal SQL tool installed: $@"
 
 $(STATICCHECK):
 	@echo "Installing staticcheck into ./bin..."
@@ -53,6 +77,12 @@ bench: ## herald serve/dev from outside vs the HTTP ceiling, raw COPY and the ha
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./ingest/ ./triggers/
 	$(GO) test -run '^$$' -bench MatchWaits -benchtime 200x -timeout 30m ./router/
 	$(GO) run ./internal/bench
+
+prodtest: prodtools ## the production topology as processes: Temporal server on PostgreSQL, two herald serve replicas, the example worker; e2e subset and fault scenarios (prints "fault:" lines; needs PostgreSQL)
+	$(PRODTEST_ENV) $(GO) test -count=1 -v -timeout 20m ./internal/prodtest/
+
+prodbench: prodtools ## bench phase on the production topology: Herald vs the hand-written shim, durable ingest on two replicas vs one, rows and history events per run (prints "bench:" lines)
+	$(PRODTEST_ENV) $(GO) run ./internal/prodtest/prodbench
 
 fuzz: ## run each fuzz target of ingest and triggers for FUZZTIME (default 30s), one after another
 	@# go test fuzzes one target per run, so list the targets and run each in
