@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/console"
 	"github.com/herald-run/herald/internal/temporalx"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/registry"
@@ -51,6 +52,12 @@ type Options struct {
 	// the other purges, the takeover of stale bulk cancellations. The zero
 	// value means the defaults.
 	Housekeeping Housekeeping
+	// Console configures the web console served beside the API (every path
+	// outside /v1/, /e/, /w/, /healthz, /readyz, /metrics and /debug/); Run
+	// fills in its API, SigningKey (the API's) and Logger.
+	Console console.Config
+	// NoConsole leaves the console out.
+	NoConsole bool
 	// Logger defaults to discard.
 	Logger *slog.Logger
 	// Ready is called once the API listens, with its base URL.
@@ -98,6 +105,17 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	handler := srv.Handler()
+	if !o.NoConsole {
+		cc := o.Console
+		cc.API, cc.SigningKey, cc.Logger = handler, cfg.SigningKey, o.Logger
+		con, err := console.New(cc)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		handler = console.Route(handler, con)
+	}
 	routerCtx, stopRouter := context.WithCancel(context.Background())
 	routerDone := make(chan struct{})
 	go func() {
@@ -128,7 +146,7 @@ func Run(ctx context.Context, o Options) error {
 	} else {
 		metricsDone <- nil
 	}
-	err = ServeHTTP(ctx, o.Addr, o.MaxConnections, srv.Handler(), o.Logger, func(a net.Addr) {
+	err = ServeHTTP(ctx, o.Addr, o.MaxConnections, handler, o.Logger, func(a net.Addr) {
 		if o.Ready != nil {
 			o.Ready(ctx, "http://"+a.String())
 		}

@@ -1,0 +1,207 @@
+package console_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+)
+
+// noRedirects is a client that shows redirects instead of following them.
+func noRedirects(jar http.CookieJar) *http.Client {
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(raw)
+}
+
+func postForm(t *testing.T, c *http.Client, u string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.PostForm(u, form)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(raw)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// In serve mode (a signing key) no page or action works without logging in:
+// each redirects to the login and shows no data. The session cookie is not
+// the key, and actions need the session's CSRF token.
+func TestServeModeNeedsLogin(t *testing.T) {
+	const key = "console-test-signing-key-3f9a"
+	h, err := startHerald(t.TempDir(), key)
+	require.NoError(t, err)
+	t.Cleanup(h.stop)
+	const secretName = "acme/secret.thing"
+	id := h.send(t, secretName, map[string]any{"card": "4242-secret"})
+
+	c := noRedirects(nil)
+	for _, p := range []string{"/", "/stream", "/go?id=" + id, "/events/" + id, "/functions", "/runs", "/runs/x", "/waits", "/webhooks", "/replays/x", "/nowhere"} {
+		resp, body := get(t, c, h.url+p)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, p)
+		require.True(t, strings.HasPrefix(resp.Header.Get("Location"), "/login"), "%s redirects to %s", p, resp.Header.Get("Location"))
+		require.NotContains(t, body, secretName, p)
+		require.NotContains(t, body, "4242", p)
+	}
+	actions := map[string]url.Values{
+		"/send":                          {"name": {"acme/forged"}, "data": {"{}"}},
+		"/cancel":                        {"run_id": {"x"}},
+		"/rerun":                         {"run_id": {"x"}},
+		"/functions/demo/welcome/pause":  {},
+		"/functions/demo/welcome/invoke": {"data": {"{}"}},
+		"/functions/demo/welcome/replay": {},
+	}
+	for p, form := range actions {
+		resp, _ := postForm(t, c, h.url+p, form)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, p)
+		require.Equal(t, "/login", resp.Header.Get("Location"), p)
+	}
+	// The API itself still answers its own clients.
+	status, raw := h.api(t, http.MethodGet, "/v1/events", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.NotContains(t, string(raw), "acme/forged", "an action ran without a login")
+
+	// A wrong key is refused; the right one gives a session cookie that is
+	// not the key.
+	resp, body := postForm(t, c, h.url+"/login", url.Values{"key": {"wrong"}, "next": {"/"}})
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.NotContains(t, body, secretName)
+	resp, _ = postForm(t, c, h.url+"/login", url.Values{"key": {key}, "next": {"/events/" + id}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/events/"+id, resp.Header.Get("Location"))
+	cookies := resp.Cookies()
+	require.Len(t, cookies, 1)
+	ck := cookies[0]
+	require.True(t, ck.HttpOnly)
+	require.Equal(t, http.SameSiteStrictMode, ck.SameSite)
+	require.False(t, ck.Secure, "plain HTTP: a Secure cookie would never come back")
+	require.NotContains(t, ck.Value, key)
+	setCookie := resp.Header.Get("Set-Cookie")
+	require.Contains(t, setCookie, "HttpOnly")
+	require.Contains(t, setCookie, "SameSite=Strict")
+
+	// An open redirect is refused.
+	resp, _ = postForm(t, c, h.url+"/login", url.Values{"key": {key}, "next": {"//evil.example/"}})
+	require.Equal(t, "/", resp.Header.Get("Location"))
+
+	// Behind TLS (a proxy saying so) the cookie is Secure.
+	req, err := http.NewRequest(http.MethodPost, h.url+"/login", strings.NewReader(url.Values{"key": {key}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	tlsResp, err := c.Do(req)
+	require.NoError(t, err)
+	tlsResp.Body.Close()
+	require.True(t, tlsResp.Cookies()[0].Secure)
+
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	u, _ := url.Parse(h.url)
+	jar.SetCookies(u, []*http.Cookie{{Name: ck.Name, Value: ck.Value}})
+	in := noRedirects(jar)
+	resp, body = get(t, in, h.url+"/events/"+id)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, secretName)
+
+	// An action without the CSRF token, or with a forged one, is refused.
+	resp, _ = postForm(t, in, h.url+"/send", url.Values{"name": {"acme/no-token"}, "data": {"{}"}})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = postForm(t, in, h.url+"/send", url.Values{"name": {"acme/no-token"}, "data": {"{}"}, "csrf": {"forged"}})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	_, raw = h.api(t, http.MethodGet, "/v1/events", nil)
+	require.NotContains(t, string(raw), "acme/no-token")
+	// With the page's token it is sent.
+	_, page := get(t, in, h.url+"/")
+	m := csrfField.FindStringSubmatch(page)
+	require.NotNil(t, m, "the events page has no CSRF token")
+	resp, _ = postForm(t, in, h.url+"/send", url.Values{"name": {"acme/with-token"}, "data": {"{}"}, "csrf": {m[1]}})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_, raw = h.api(t, http.MethodGet, "/v1/events", nil)
+	require.Contains(t, string(raw), "acme/with-token")
+
+	// A forged or expired-looking session is no session.
+	bad, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	bad.SetCookies(u, []*http.Cookie{{Name: ck.Name, Value: "99999999999." + strings.Repeat("A", 43)}})
+	resp, _ = get(t, noRedirects(bad), h.url+"/")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+
+	// In a browser: a page redirects to the login, shows nothing of the
+	// data, and the key leads back to the page.
+	ctx := tab(t, 30*time.Second)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(h.url+"/events/"+id),
+		chromedp.WaitVisible(chromedp.CSS("#login-form")),
+	))
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	require.NoError(t, err)
+	require.Contains(t, loc, "/login?next=")
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	require.NoError(t, err)
+	require.NotContains(t, text, secretName)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#key"), key),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#payload")),
+	))
+	text, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	require.NoError(t, err)
+	require.Contains(t, text, secretName)
+	require.Contains(t, text, "4242-secret")
+}
+
+// Every console response carries a strict CSP and refuses framing; the API's
+// paths still reach the API.
+func TestSecurityHeadersAndRouting(t *testing.T) {
+	c := noRedirects(nil)
+	for _, p := range []string{"/", "/functions", "/runs", "/waits", "/webhooks", "/static/console.js"} {
+		resp, _ := get(t, c, dev.url+p)
+		require.Equal(t, http.StatusOK, resp.StatusCode, p)
+		csp := resp.Header.Get("Content-Security-Policy")
+		require.Contains(t, csp, "script-src 'self'", p)
+		require.Contains(t, csp, "frame-ancestors 'none'", p)
+		require.NotContains(t, csp, "unsafe-inline", p)
+		require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), p)
+		require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), p)
+	}
+	resp, body := get(t, c, dev.url+"/v1/events?limit=1")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Content-Type"), "application/json")
+	require.Contains(t, body, `"data"`)
+	resp, _ = get(t, c, dev.url+"/healthz")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Content-Type"), "application/json")
+	// In dev there is no login.
+	resp, _ = get(t, c, dev.url+"/login")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/", resp.Header.Get("Location"))
+	// A POST from another site is refused even with a valid token.
+	_, page := get(t, c, dev.url+"/")
+	m := csrfField.FindStringSubmatch(page)
+	require.NotNil(t, m)
+	req, err := http.NewRequest(http.MethodPost, dev.url+"/send", strings.NewReader(url.Values{"name": {"demo/cross-site"}, "data": {"{}"}, "csrf": {m[1]}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err = c.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
