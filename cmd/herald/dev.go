@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-run/herald"
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/console"
 	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporalx"
 )
@@ -34,6 +35,7 @@ or
 func devCommand() command {
 	var (
 		addr, dataDir, temporalBin, workerCmd *string
+		temporalUI                            *string
 		uiPort                                *int
 		logLevel                              *string
 		limits                                limitFlags
@@ -48,6 +50,7 @@ func devCommand() command {
 			dataDir = fs.String("data-dir", "HERALD_DATA_DIR", ".herald", "directory for the SQLite database, the Temporal dev server's database and its log")
 			temporal = addTemporalFlags(fs, "a dev server is started there unless one already answers")
 			uiPort = fs.Int("temporal-ui-port", "HERALD_TEMPORAL_UI_PORT", 8233, "port of the Temporal Web UI of the dev server Herald starts")
+			temporalUI = fs.String("temporal-ui-url", "HERALD_TEMPORAL_UI_URL", "", "base URL of the Temporal Web UI the console links runs to (default: http://127.0.0.1:<temporal-ui-port>)")
 			temporalBin = fs.String("temporal-cli", "HERALD_TEMPORAL_CLI", "", "path to the temporal CLI binary (default: ./bin/temporal, then PATH)")
 			logLevel = fs.String("log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 			workerCmd = fs.String("worker", "HERALD_DEV_WORKER", "", "a command that runs your app's worker, started through sh once Herald is ready, with HERALD_URL, TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE set, and stopped with Herald (e.g. 'go run ./examples/demo'; the example app has no in-process mode)")
@@ -112,6 +115,10 @@ func devCommand() command {
 			if temporalProc != nil {
 				uiURL = "http://127.0.0.1:" + strconv.Itoa(*uiPort)
 			}
+			consoleUI := *temporalUI
+			if consoleUI == "" {
+				consoleUI = "http://127.0.0.1:" + strconv.Itoa(*uiPort)
+			}
 			// The worker stops first, while Herald still answers its outcome
 			// reports; then Herald stops.
 			workerCtx, stopWorker := context.WithCancel(ctx)
@@ -141,6 +148,7 @@ func devCommand() command {
 				Router:         limits.router(tr.on),
 				MaxConnections: *limits.maxConns,
 				Housekeeping:   hk,
+				Console:        console.Config{TemporalUIURL: consoleUI, TemporalNamespace: *temporal.namespace},
 				Ingest: ingest.Config{
 					Tracing:          tr.on,
 					Jobs:             jobs,
@@ -162,6 +170,7 @@ func devCommand() command {
 						}()
 					}
 					fmt.Fprintf(fs.stderr, "\nHerald dev server is ready.\n"+
+						"  Console       %s/\n"+
 						"  Herald API    %s   (any event key works in dev)\n"+
 						"  Temporal UI   %s\n"+
 						"  Data          %s\n\n"+
@@ -172,7 +181,7 @@ func devCommand() command {
 						"  curl -s %s/v1/events/<id>/runs\n\n"+
 						"%s\n"+
 						"Press Ctrl-C to stop.\n\n",
-						url, uiURL, *dataDir, url, url, url, workerHint(*workerCmd, url))
+						url, url, uiURL, *dataDir, url, url, url, workerHint(*workerCmd, url))
 				},
 			})
 		},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/console"
 	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporalx"
 )
@@ -19,6 +20,7 @@ func serveCommand() command {
 		logFormat, logLevel                *string
 		commitTimeout                      *time.Duration
 		metricsAddr                        *string
+		temporalUI                         *string
 		limits                             limitFlags
 		temporal                           temporalFlags
 		housekeeping                       housekeepingFlags
@@ -32,6 +34,7 @@ func serveCommand() command {
 			temporal = addTemporalFlags(fs, "")
 			eventKeys = fs.Secret("event-keys", "HERALD_EVENT_KEYS", "comma-separated keys accepted in POST /e/{key} (required unless --insecure)")
 			signingKey = fs.Secret("signing-key", "HERALD_SIGNING_KEY", "key the REST API requires as 'Authorization: Bearer <key>' (required unless --insecure)")
+			temporalUI = fs.String("temporal-ui-url", "HERALD_TEMPORAL_UI_URL", "", "base URL of the Temporal Web UI the console links runs to, e.g. https://temporal.example.com (default: no links)")
 			publicURL = fs.String("public-url", "HERALD_PUBLIC_URL", "", "base URL senders reach Herald at, for webhook delivery URLs (default: the scheme and host of each request)")
 			insecure = fs.Bool("insecure", "HERALD_INSECURE", false, "allow starting without event keys or signing key: any event key is accepted and the REST API is open")
 			metricsAddr = fs.String("metrics-addr", "HERALD_METRICS_ADDR", "", "serve GET /metrics on this address (e.g. :9090), without authentication, for a scraper on a private network; by default the API address serves it behind the signing key")
@@ -92,6 +95,7 @@ func serveCommand() command {
 				MaxConnections: *limits.maxConns,
 				Housekeeping:   hk,
 				MetricsAddr:    *metricsAddr,
+				Console:        console.Config{TemporalUIURL: *temporalUI, TemporalNamespace: *temporal.namespace},
 				Ingest: ingest.Config{
 					Tracing:          tr.on,
 					Jobs:             jobs,
