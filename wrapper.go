@@ -75,6 +75,9 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 			// so a failing failure handler cannot trigger itself forever.
 			Emit: !outcomeEvent(req.Event.Name),
 		}
+		if info.OriginalRunID != "" && info.OriginalRunID != info.WorkflowExecution.RunID {
+			finish.Execution = info.WorkflowExecution.RunID
+		}
 		reportCtx := ctx
 		switch {
 		case err == nil:

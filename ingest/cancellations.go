@@ -216,7 +216,7 @@ func (s *Server) runCancellation(parent context.Context, job store.Cancellation)
 	renewing.Add(1)
 	go func() {
 		defer renewing.Done()
-		r.renew(ctx, job.ID, job.Owner, lease.Heartbeat, stop)
+		s.renewLease(ctx, store.JobCancellation, job.ID, job.Owner, lease.Heartbeat, &r.lost, stop)
 	}()
 	err := r.run(ctx)
 	stop()
@@ -370,11 +370,12 @@ func (r *cancellationRun) release() {
 	r.s.log.Info("bulk cancellation: handed over to the other replicas as this one stops", "id", job.ID, "cursor", job.Cursor)
 }
 
-// renew renews owner's lease of job id every interval until ctx is done. When the lease is
-// gone (another replica took the job over) it stops the job through stop. A
-// failed renewal is retried at the next tick; if the store stays out of reach
-// past StaleAfter, another replica takes the job and the next save fails.
-func (r *cancellationRun) renew(ctx context.Context, id, owner string, every time.Duration, stop context.CancelFunc) {
+// renewLease renews owner's lease of the job of kind with id every interval
+// until ctx is done. When the lease is gone (another replica took the job
+// over) it sets lost and stops the job through stop. A failed renewal is
+// retried at the next tick; if the store stays out of reach past
+// StaleAfter, another replica takes the job and the job's next save fails.
+func (s *Server) renewLease(ctx context.Context, kind store.JobKind, id, owner string, every time.Duration, lost *atomic.Bool, stop context.CancelFunc) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -383,14 +384,14 @@ func (r *cancellationRun) renew(ctx context.Context, id, owner string, every tim
 			return
 		case <-t.C:
 		}
-		err := r.s.cfg.Store.RenewJob(ctx, store.JobCancellation, id, owner, time.Now().UTC())
+		err := s.cfg.Store.RenewJob(ctx, kind, id, owner, time.Now().UTC())
 		switch {
 		case errors.Is(err, store.ErrLeaseLost):
-			r.lost.Store(true)
+			lost.Store(true)
 			stop()
 			return
 		case err != nil && ctx.Err() == nil:
-			r.s.log.Warn("bulk cancellation: renewing the lease failed", "id", id, "err", err)
+			s.log.Warn("background job: renewing the lease failed", "kind", kind, "id", id, "err", err)
 		}
 	}
 }

@@ -29,11 +29,16 @@ type RunJSON struct {
 	Error      string          `json:"error,omitempty"`
 	StartedAt  time.Time       `json:"started_at"`
 	EndedAt    *time.Time      `json:"ended_at"`
+	// ReplayOf is the run this one repeats (a replay or a rerun); ReplayID
+	// the replay job that started it.
+	ReplayOf string `json:"replay_of,omitempty"`
+	ReplayID string `json:"replay_id,omitempty"`
 }
 
 func toRunJSON(r store.Run) RunJSON {
 	out := RunJSON{RunID: r.ID, AppID: r.AppID, FunctionID: r.FunctionID, EventID: r.EventID, WorkflowID: r.WorkflowID,
-		Status: r.Status, Output: r.Output, Error: r.Error, StartedAt: r.StartedAt.UTC(), EndedAt: r.EndedAt}
+		Status: r.Status, Output: r.Output, Error: r.Error, StartedAt: r.StartedAt.UTC(), EndedAt: r.EndedAt,
+		ReplayOf: r.ReplayOf, ReplayID: r.ReplayID}
 	if len(out.Output) == 0 {
 		out.Output = json.RawMessage("null")
 	}
@@ -115,6 +120,25 @@ type FunctionJSON struct {
 	Triggers  []wire.TriggerConfig `json:"triggers"`
 	Retries   int                  `json:"retries"`
 	UpdatedAt time.Time            `json:"updated_at"`
+	// Paused says whether the function is paused, and PausedAt since when.
+	Paused   bool       `json:"paused"`
+	PausedAt *time.Time `json:"paused_at"`
+}
+
+func toFunctionJSON(f store.Function) FunctionJSON {
+	var fc wire.FunctionConfig
+	_ = json.Unmarshal(f.Config, &fc)
+	name := fc.Name
+	if name == "" {
+		name = f.ID
+	}
+	out := FunctionJSON{ID: f.AppID + "/" + f.ID, AppID: f.AppID, Slug: f.ID, Name: name,
+		Version: f.Version, Triggers: fc.Triggers, Retries: fc.Retries, UpdatedAt: f.UpdatedAt.UTC(), Paused: f.PausedAt != nil}
+	if f.PausedAt != nil {
+		at := f.PausedAt.UTC()
+		out.PausedAt = &at
+	}
+	return out
 }
 
 func (s *Server) handleListFunctions(c *gin.Context) {
@@ -125,14 +149,7 @@ func (s *Server) handleListFunctions(c *gin.Context) {
 	}
 	out := make([]FunctionJSON, 0, len(fns))
 	for _, f := range fns {
-		var fc wire.FunctionConfig
-		_ = json.Unmarshal(f.Config, &fc)
-		name := fc.Name
-		if name == "" {
-			name = f.ID
-		}
-		out = append(out, FunctionJSON{ID: f.AppID + "/" + f.ID, AppID: f.AppID, Slug: f.ID, Name: name,
-			Version: f.Version, Triggers: fc.Triggers, Retries: fc.Retries, UpdatedAt: f.UpdatedAt.UTC()})
+		out = append(out, toFunctionJSON(f))
 	}
 	c.JSON(http.StatusOK, gin.H{"data": out})
 }
@@ -269,7 +286,11 @@ func (s *Server) handleFinishRun(c *gin.Context) {
 			writeError(c, http.StatusBadRequest, "finish body: "+err.Error())
 			return
 		}
-		sys = &store.Event{ID: wire.DerivedEventID(runID, name), Name: name, Data: data, TS: now.UnixMilli(), ReceivedAt: now}
+		id := wire.DerivedEventID(runID, name)
+		if fin.Execution != "" {
+			id = wire.DerivedEventID(runID, name, fin.Execution)
+		}
+		sys = &store.Event{ID: id, Name: name, Data: data, TS: now.UnixMilli(), ReceivedAt: now}
 	}
 	if err := s.cfg.Store.FinishRun(c.Request.Context(), run, sys); err != nil {
 		if errors.Is(err, store.ErrInvalidData) {

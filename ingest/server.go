@@ -95,6 +95,11 @@ type Config struct {
 	// Temporal is used to cancel runs. Optional: without it the cancel
 	// routes answer 503.
 	Temporal Canceller
+	// Replayer starts replayed and rerun runs (POST /v1/replays and
+	// /v1/runs/{id}/rerun); Resetter reruns a run from a step. Optional:
+	// without them those endpoints answer 503.
+	Replayer Replayer
+	Resetter Resetter
 	// Jobs configures the leases under which bulk cancellations run, so a
 	// job whose replica dies is taken over (see JobLease).
 	Jobs JobLease
@@ -259,6 +264,13 @@ func (s *Server) routes() *gin.Engine {
 	get(v1, "/runs/:id", s.handleGetRun)
 	v1.DELETE("/runs/:id", s.handleCancelRun)
 	v1.POST("/runs/:id/finish", s.handleFinishRun)
+	v1.POST("/runs/:id/rerun", s.handleRerun)
+	get(v1, "/runs", s.handleListRuns)
+	get(v1, "/waits", s.handleListWaits)
+	v1.POST("/functions/:app/:function/pause", s.handlePause(true))
+	v1.POST("/functions/:app/:function/resume", s.handlePause(false))
+	v1.POST("/replays", s.handleCreateReplay)
+	get(v1, "/replays/:id", s.handleGetReplay)
 	get(v1, "/functions", s.handleListFunctions)
 	v1.POST("/apps/:app/sync", s.handleSync)
 	v1.POST("/invoke/*function_id", s.handleInvoke)

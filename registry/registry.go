@@ -52,6 +52,8 @@ type Func struct {
 	TaskQueue string
 	Version   int
 	Config    wire.FunctionConfig
+	// PausedAt is when the function was paused; nil while it runs.
+	PausedAt *time.Time
 }
 
 // Key returns the function's key, "<app>/<id>".
@@ -83,6 +85,7 @@ func appsVersion(apps []store.App) string {
 type Schedules interface {
 	UpsertSchedule(ctx context.Context, s temporalx.Schedule) error
 	DeleteSchedule(ctx context.Context, id string) error
+	PauseSchedule(ctx context.Context, id string, paused bool, note string) error
 }
 
 // Config configures a Registry.
@@ -236,13 +239,15 @@ func (r *Registry) Sync(ctx context.Context, appID string, req wire.SyncRequest)
 	schedules := 0
 	if r.cfg.Temporal != nil {
 		var previous []wire.FunctionConfig
+		paused := map[string]bool{}
 		for _, p := range res.Previous {
 			var fc wire.FunctionConfig
 			if json.Unmarshal(p.Config, &fc) == nil {
 				previous = append(previous, fc)
 			}
+			paused[p.ID] = p.PausedAt != nil
 		}
-		if schedules, err = r.reconcileSchedules(ctx, appID, req, previous); err != nil {
+		if schedules, err = r.reconcileSchedules(ctx, appID, req, previous, paused); err != nil {
 			return wire.SyncResponse{}, err
 		}
 	}
@@ -251,6 +256,42 @@ func (r *Registry) Sync(ctx context.Context, appID string, req wire.SyncRequest)
 		App: appID, Functions: len(fns), Created: len(res.Created), Updated: len(res.Updated),
 		Removed: len(res.Removed), Schedules: schedules,
 	}, nil
+}
+
+// SetPaused pauses (paused true) or resumes a function: while paused, every
+// event it matches records a Skipped run ("skipped: paused") and its cron
+// schedules are paused in Temporal. The state is stored, so it survives
+// restarts and syncs, and every replica sees it at once. It returns the
+// function as stored, or store.ErrNotFound.
+func (r *Registry) SetPaused(ctx context.Context, appID, functionID string, paused bool) (store.Function, error) {
+	var at *time.Time
+	if paused {
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		at = &now
+	}
+	f, err := r.cfg.Store.SetFunctionPaused(ctx, appID, functionID, at)
+	if err != nil {
+		return f, err
+	}
+	r.Invalidate()
+	if r.cfg.Temporal == nil {
+		return f, nil
+	}
+	var fc wire.FunctionConfig
+	if err := json.Unmarshal(f.Config, &fc); err != nil {
+		return f, fmt.Errorf("registry: function %s/%s: %w", appID, functionID, err)
+	}
+	note := "resumed with its function through Herald"
+	if paused {
+		note = "paused with its function through Herald"
+	}
+	for _, id := range cronScheduleIDs(appID, fc) {
+		if err := r.cfg.Temporal.PauseSchedule(ctx, id, paused, note); err != nil {
+			return f, fmt.Errorf("registry: %w", err)
+		}
+	}
+	r.cfg.Logger.Info("function paused", "function", appID+"/"+functionID, "paused", paused)
+	return f, nil
 }
 
 // Invalidate makes the next Snapshot call reload from the store.
@@ -304,7 +345,7 @@ func (r *Registry) load(ctx context.Context) (*Snapshot, error) {
 	snap := &Snapshot{Functions: make(map[string]*Func, len(stored)), loadedAt: time.Now(), version: version}
 	var trigs []triggers.Trigger
 	for _, sf := range stored {
-		f := &Func{AppID: sf.AppID, ID: sf.ID, TaskQueue: queues[sf.AppID], Version: sf.Version}
+		f := &Func{AppID: sf.AppID, ID: sf.ID, TaskQueue: queues[sf.AppID], Version: sf.Version, PausedAt: sf.PausedAt}
 		if err := json.Unmarshal(sf.Config, &f.Config); err != nil {
 			r.cfg.Logger.Error("stored function config does not decode; skipping it", "function", f.Key(), "err", err)
 			continue

@@ -26,12 +26,14 @@ type desiredSchedule struct {
 	fn     wire.FunctionConfig
 	spec   triggers.CronSpec
 	source string
+	paused bool
 }
 
 // reconcileSchedules makes the app's Temporal Schedules match its cron
 // triggers: creates missing ones, updates existing ones, deletes those of
 // removed triggers or functions. It returns how many schedules the app has.
-func (r *Registry) reconcileSchedules(ctx context.Context, appID string, req wire.SyncRequest, previous []wire.FunctionConfig) (int, error) {
+// Schedules of paused functions stay paused.
+func (r *Registry) reconcileSchedules(ctx context.Context, appID string, req wire.SyncRequest, previous []wire.FunctionConfig, paused map[string]bool) (int, error) {
 	desired := map[string]desiredSchedule{}
 	for _, f := range req.Functions {
 		for i, t := range f.Triggers {
@@ -43,7 +45,7 @@ func (r *Registry) reconcileSchedules(ctx context.Context, appID string, req wir
 				return 0, err
 			}
 			id := ScheduleID(appID, f.ID, i)
-			desired[id] = desiredSchedule{id: id, fn: f, spec: spec, source: t.Cron}
+			desired[id] = desiredSchedule{id: id, fn: f, spec: spec, source: t.Cron, paused: paused[f.ID]}
 		}
 	}
 	for _, d := range desired {
@@ -93,5 +95,17 @@ func schedule(appID, taskQueue string, d desiredSchedule) temporalx.Schedule {
 		Summary:       "cron " + d.source,
 		CatchupWindow: CatchupWindow,
 		Note:          "managed by Herald: changed on every app sync",
+		Paused:        d.paused,
 	}
+}
+
+// cronScheduleIDs returns the ids of a function's cron schedules.
+func cronScheduleIDs(appID string, fn wire.FunctionConfig) []string {
+	var ids []string
+	for i, t := range fn.Triggers {
+		if t.Cron != "" {
+			ids = append(ids, ScheduleID(appID, fn.ID, i))
+		}
+	}
+	return ids
 }

@@ -30,6 +30,7 @@ const (
 	SkipIdempotency  = "idempotency"
 	SkipSingleton    = "singleton"
 	SkipStartTimeout = "timeouts.start"
+	SkipPaused       = "paused"
 )
 
 // idempotencyTTL is how long an idempotency key holds.

@@ -294,7 +294,11 @@ func (d *Dispatcher) dispatch(ctx context.Context, tx store.ClaimTx, snap *regis
 		d.cfg.Metrics.matches.Observe(float64(len(fns)))
 		for _, fn := range fns {
 			s := d.plan(acts, i, fn)
-			if flowControlled(&fn.Config) {
+			if fn.PausedAt != nil {
+				// Recorded Skipped, so a replay can run it once resumed.
+				s.skip(SkipPaused, "")
+				s.cancels = nil
+			} else if flowControlled(&fn.Config) {
 				if err := d.control(ctx, tx, s, now, singles); err != nil {
 					return store.Claim{}, fmt.Errorf("router: flow control of %s for event %s: %w", fn.Key(), s.event.ID, err)
 				}

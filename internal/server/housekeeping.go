@@ -75,6 +75,7 @@ func (h Housekeeping) withDefaults(jobHeartbeat time.Duration) (Housekeeping, er
 // (ingest.Server) is one.
 type jobTaker interface {
 	TakeOverCancellations(ctx context.Context) (int, error)
+	TakeOverReplays(ctx context.Context) (int, error)
 }
 
 // Table labels of herald_purged_rows_total.
@@ -260,6 +261,11 @@ func (h *housekeeping) takeOver(ctx context.Context) {
 		h.takeovers.Add(float64(n))
 		if err != nil && !errors.Is(err, context.Canceled) {
 			h.log.Warn("taking over stale bulk cancellations failed", "err", err)
+		}
+		n, err = h.jobs.TakeOverReplays(ctx)
+		h.takeovers.Add(float64(n))
+		if err != nil && !errors.Is(err, context.Canceled) {
+			h.log.Warn("taking over stale replays failed", "err", err)
 		}
 	})
 }

@@ -146,6 +146,8 @@ func (j *jobCounter) TakeOverCancellations(context.Context) (int, error) {
 	return j.n, nil
 }
 
+func (j *jobCounter) TakeOverReplays(context.Context) (int, error) { return 0, nil }
+
 // Housekeeping looks for stale jobs every JobScanInterval, beside its other
 // loops, and counts what it took over.
 func TestHousekeepingTakesOverJobs(t *testing.T) {

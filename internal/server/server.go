@@ -58,6 +58,9 @@ type Options struct {
 	Console console.Config
 	// NoConsole leaves the console out.
 	NoConsole bool
+	// TemporalNamespace is the namespace of Temporal (the client's), which
+	// resetting a run (a rerun from a step) names. Default "default".
+	TemporalNamespace string
 	// Logger defaults to discard.
 	Logger *slog.Logger
 	// Ready is called once the API listens, with its base URL.
@@ -101,6 +104,7 @@ func Run(ctx context.Context, o Options) error {
 	cfg := o.Ingest
 	cfg.Store, cfg.Registry, cfg.Temporal, cfg.OnCommit, cfg.Metrics, cfg.Logger = o.Store, reg, tc, disp.Notify, metrics, o.Logger
 	cfg.MetricsElsewhere = o.MetricsAddr != ""
+	cfg.Replayer, cfg.Resetter = disp, tc.WithNamespace(o.TemporalNamespace)
 	srv, err := ingest.New(cfg)
 	if err != nil {
 		return err

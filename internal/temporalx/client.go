@@ -24,12 +24,22 @@ var ErrNotFound = errors.New("temporal: not found")
 // Client is Herald's server-side Temporal client. Its methods are safe for
 // concurrent use. Each call is bounded by the context it is given.
 type Client struct {
-	c client.Client
+	c         client.Client
+	namespace string
 }
 
 // New wraps a Temporal SDK client. The caller keeps ownership of c and
 // closes it.
-func New(c client.Client) *Client { return &Client{c: c} }
+func New(c client.Client) *Client { return &Client{c: c, namespace: client.DefaultNamespace} }
+
+// WithNamespace returns a Client for c's namespace, which calls that name it
+// (a reset) need. New assumes the default namespace.
+func (t *Client) WithNamespace(namespace string) *Client {
+	if namespace == "" {
+		return t
+	}
+	return &Client{c: t.c, namespace: namespace}
+}
 
 // Start is one function run to start.
 type Start struct {
@@ -160,6 +170,8 @@ type Schedule struct {
 	CatchupWindow time.Duration
 	// Note is shown on the schedule in the Temporal UI.
 	Note string
+	// Paused creates or keeps the schedule paused: its function is paused.
+	Paused bool
 }
 
 // UpsertSchedule creates the schedule, or updates it in place when it
@@ -188,6 +200,7 @@ func (t *Client) UpsertSchedule(ctx context.Context, s Schedule) error {
 			Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 			CatchupWindow: s.CatchupWindow,
 			Note:          s.Note,
+			Paused:        s.Paused,
 		})
 		if err != nil && !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
 			return fmt.Errorf("create schedule %s: %w", s.ID, err)
@@ -204,11 +217,32 @@ func (t *Client) UpsertSchedule(ctx context.Context, s Schedule) error {
 			}
 			sch.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
 			sch.Policy.CatchupWindow = s.CatchupWindow
+			if sch.State == nil {
+				sch.State = &client.ScheduleState{}
+			}
+			sch.State.Paused = s.Paused
 			return &client.ScheduleUpdate{Schedule: &sch}, nil
 		},
 	})
 	if err != nil {
 		return fmt.Errorf("update schedule %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// PauseSchedule pauses or unpauses a schedule; one that does not exist is
+// left alone.
+func (t *Client) PauseSchedule(ctx context.Context, id string, paused bool, note string) error {
+	h := t.c.ScheduleClient().GetHandle(ctx, id)
+	var err error
+	if paused {
+		err = h.Pause(ctx, client.SchedulePauseOptions{Note: note})
+	} else {
+		err = h.Unpause(ctx, client.ScheduleUnpauseOptions{Note: note})
+	}
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		return fmt.Errorf("pause schedule %s: %w", id, err)
 	}
 	return nil
 }

@@ -133,6 +133,10 @@ type RunFinish struct {
 	Error      string          `json:"error,omitempty"`
 	Event      Event           `json:"event"`
 	Emit       bool            `json:"emit"`
+	// Execution is the Temporal run id of an execution that a reset made
+	// (a rerun from a step): its outcome event is a new event, not a
+	// duplicate of the first execution's. Empty otherwise.
+	Execution string `json:"execution,omitempty"`
 }
 
 // System event names.
