@@ -63,9 +63,9 @@ func (s *Server) handleCreateReplay(c *gin.Context) {
 		FunctionID string    `json:"function_id"`
 		From       timeValue `json:"from"`
 		To         timeValue `json:"to"`
-		Statuses   []string `json:"statuses"`
-		Events     bool     `json:"events"`
-		If         string   `json:"if"`
+		Statuses   []string  `json:"statuses"`
+		Events     bool      `json:"events"`
+		If         string    `json:"if"`
 	}
 	if err := decodeJSONBody(c, &body, s.limits.MaxBodyBytes); err != nil {
 		writeError(c, http.StatusBadRequest, "replay body: "+err.Error())
