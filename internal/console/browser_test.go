@@ -70,3 +70,131 @@ func TestBrowserSendEventStreamAndRun(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(dev.url+"/"), chromedp.WaitVisible(chromedp.CSS(row))))
 	screenshot(t, ctx, "console-events.png")
 }
+
+// Event data is user input: markup in a name or a payload shows as text on
+// the stream and the event page, and no script of it runs.
+func TestBrowserEventDataIsText(t *testing.T) {
+	const name = `demo/xss"><b>bold</b><img_src=x_onerror=alert(1)>`
+	script := `<script>window.heraldInjected = "script"</script>`
+	img := `"><img src=x onerror="window.heraldInjected='img'">`
+	id := dev.send(t, name, map[string]any{"note": script, "attr": img, "html": "<iframe src=/functions></iframe>"})
+
+	ctx := tab(t, 30*time.Second)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/?q="+url.QueryEscape(name)),
+		chromedp.WaitVisible(chromedp.CSS(`#stream tr[data-id=`+js(id)+`]`)),
+	))
+	shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#stream tr[data-id=`+js(id)+`] a.event-name`)))
+	require.NoError(t, err)
+	require.Equal(t, name, strings.TrimSpace(shown))
+	injected, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#stream b, #stream img, #stream script, #stream iframe").length`))
+	require.NoError(t, err)
+	require.Zero(t, injected, "markup from the event name became elements")
+
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/events/"+url.PathEscape(id)),
+		chromedp.WaitVisible(chromedp.CSS("#payload")),
+		// Give an injected script or image time to run.
+		chromedp.Sleep(300*time.Millisecond),
+	))
+	payload, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#payload")))
+	require.NoError(t, err)
+	require.Contains(t, payload, `window.heraldInjected`)
+	require.Contains(t, payload, `<script>`)
+	require.Contains(t, payload, `<img src=x onerror=`)
+	elements, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("main script, main img, main iframe, main b").length`))
+	require.NoError(t, err)
+	require.Zero(t, elements, "markup from the payload became elements")
+	ran, err := chromedp.Run(ctx, chromedp.Evaluate[string](`typeof window.heraldInjected`))
+	require.NoError(t, err)
+	require.Equal(t, "undefined", ran, "a script from the event data ran")
+	title, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1 .event-name")))
+	require.NoError(t, err)
+	require.Equal(t, name, strings.TrimSpace(title))
+}
+
+// An event the API refuses shows the API's rule next to the field at fault,
+// and nothing is stored.
+func TestBrowserRejectedEventShowsErrorAtField(t *testing.T) {
+	ctx := tab(t, 30*time.Second)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/"),
+		chromedp.Click(chromedp.CSS("#send-panel > summary")),
+		chromedp.SetValue(chromedp.CSS("#send-name"), "herald/function.finished"),
+		chromedp.SetValue(chromedp.CSS("#send-data"), `{"forged": true}`),
+		chromedp.Click(chromedp.CSS("#send-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#error-name")),
+	))
+	msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#error-name")))
+	require.NoError(t, err)
+	require.Contains(t, msg, `must not start with "herald/"`)
+	// Next to the field: in the same block as the name input, which keeps
+	// what was typed.
+	beside, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#error-name").parentElement.contains(document.querySelector("#send-name"))`))
+	require.NoError(t, err)
+	require.True(t, beside)
+	typed, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS("#send-name")))
+	require.NoError(t, err)
+	require.Equal(t, "herald/function.finished", typed)
+
+	// Data that is not an object: the error sits at the data field.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#send-name"), "demo/console.rejected"),
+		chromedp.SetValue(chromedp.CSS("#send-data"), `[1, 2]`),
+		chromedp.Click(chromedp.CSS("#send-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#error-data")),
+	))
+	msg, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#error-data")))
+	require.NoError(t, err)
+	require.Contains(t, msg, "must be a JSON object")
+	gone, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.querySelector("#error-name")`))
+	require.NoError(t, err)
+	require.True(t, gone, "the old error stayed")
+
+	// Not JSON at all.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#send-data"), `{"unterminated": `),
+		chromedp.Click(chromedp.CSS("#send-submit")),
+		chromedp.Poll[chromedp.Void](`(document.querySelector("#error-data") || {}).textContent === "data is not valid JSON"`, chromedp.WithPollingTimeout(5*time.Second)),
+	))
+	status, raw := dev.api(t, "GET", "/v1/events?name=demo/console.rejected", nil)
+	require.Equal(t, 200, status)
+	require.Contains(t, string(raw), `"data":[]`)
+}
+
+// Pausing a function from the console: its next event gets a Skipped run
+// whose reason says paused; resuming runs the events after it again.
+func TestBrowserPauseAndResume(t *testing.T) {
+	if missingRoute(t, dev, "POST", "/v1/functions/demo/no-such-function/pause") {
+		t.Skip("this Herald's API has no POST /v1/functions/{app}/{function}/pause yet: the pause scenario needs it")
+	}
+	const fn = "demo/welcome-email"
+	section := `section[data-function="` + fn + `"]`
+	ctx := tab(t, 60*time.Second)
+	t.Cleanup(func() { dev.api(t, "POST", "/v1/functions/"+fn+"/resume", nil) })
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/functions"),
+		chromedp.Click(chromedp.CSS(section+" button.pause")),
+		chromedp.WaitVisible(chromedp.CSS(section+" .status-paused")),
+	))
+	screenshot(t, ctx, "console-functions.png")
+
+	id := dev.send(t, "demo/user.signup", map[string]any{"userId": "u-paused", "email": "paused@example.com"})
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/events/"+url.PathEscape(id)),
+		chromedp.Poll[chromedp.Void](`Array.from(document.querySelectorAll("#event-runs .run-status")).some(e => /^Skipped: .*paused/.test(e.textContent.trim()))`,
+			chromedp.WithPollingTimeout(20*time.Second)),
+	))
+
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/functions"),
+		chromedp.Click(chromedp.CSS(section+" button.resume")),
+		chromedp.WaitVisible(chromedp.CSS(section+" button.pause")),
+	))
+	id = dev.send(t, "demo/user.signup", map[string]any{"userId": "u-resumed", "email": "resumed@example.com"})
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/events/"+url.PathEscape(id)),
+		chromedp.Poll[chromedp.Void](`Array.from(document.querySelectorAll("#event-runs .run-status")).some(e => e.textContent.trim() === "Completed")`,
+			chromedp.WithPollingTimeout(40*time.Second)),
+	))
+}

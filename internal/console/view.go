@@ -140,7 +140,9 @@ func runDuration(r runJSON) string {
 	}
 }
 
-// prettyJSON indents a JSON value for reading; it is shown as text.
+// prettyJSON indents a JSON value for reading, with the <, > and & that
+// the API's encoder escapes shown as themselves: the page shows the value
+// as text (html/template escapes it there), as it was sent.
 func prettyJSON(raw json.RawMessage) string {
 	if len(raw) == 0 || string(raw) == "null" {
 		return ""
@@ -149,7 +151,45 @@ func prettyJSON(raw json.RawMessage) string {
 	if err := json.Indent(&out, raw, "", "  "); err != nil {
 		return string(raw)
 	}
-	return out.String()
+	return unescapeHTML(out.String())
+}
+
+// unescapeHTML turns the JSON escapes \u003c, \u003e and \u0026 back into
+// <, > and &, leaving every other escape (an escaped backslash included) as
+// it is.
+func unescapeHTML(s string) string {
+	if !strings.Contains(s, `\u00`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		if s[i+1] == 'u' && i+6 <= len(s) {
+			switch strings.ToLower(s[i+2 : i+6]) {
+			case "003c":
+				b.WriteByte('<')
+				i += 5
+				continue
+			case "003e":
+				b.WriteByte('>')
+				i += 5
+				continue
+			case "0026":
+				b.WriteByte('&')
+				i += 5
+				continue
+			}
+		}
+		// Any other escape: copy it whole, so its second byte is never
+		// read as the start of another.
+		b.WriteString(s[i : i+2])
+		i++
+	}
+	return b.String()
 }
 
 // outcome counts an event's runs by status, in a fixed order.
