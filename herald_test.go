@@ -332,6 +332,32 @@ func TestOutcomeReportOfEarlierRuns(t *testing.T) {
 	require.Equal(t, wire.RunCompleted, b.finishes[0].Status)
 }
 
+// A run whose input says how to report (every run Herald starts) reports
+// with a local activity without asking for a version: no marker, no
+// search-attribute upsert in its history.
+func TestOutcomeReportSaidInTheInput(t *testing.T) {
+	t.Parallel()
+	b := setup(t, []*herald.Function{welcome()}, sendWelcome)
+	// Were the version asked for, this would send it down the activity path.
+	b.env.OnGetVersion("herald-finish-local", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	var mu sync.Mutex
+	var started []string
+	b.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		started = append(started, info.ActivityID)
+	})
+	req := request("welcome-email", `{"email":"ada@example.com"}`)
+	req.Report = wire.ReportLocal
+	b.env.ExecuteWorkflow("welcome-email", req)
+	require.NoError(t, b.env.GetWorkflowError())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"send-welcome"}, started, "the outcome is reported by a local activity")
+	require.Len(t, b.finishes, 1)
+	require.Equal(t, wire.RunCompleted, b.finishes[0].Status)
+}
+
 func TestCancelledRunReportsCancelled(t *testing.T) {
 	t.Parallel()
 	b := setup(t, []*herald.Function{welcome()}, sendWelcome)

@@ -98,7 +98,7 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 				}
 			}
 		}
-		if rerr := reportOutcome(reportCtx, req.RunID, finish); rerr != nil {
+		if rerr := reportOutcome(reportCtx, req, finish); rerr != nil {
 			logger.Error("could not report the run's outcome to Herald", "error", rerr)
 		}
 		return output, err
@@ -115,17 +115,21 @@ const finishChange = "herald-finish-local"
 //
 // It is a local activity: it runs inside the workflow task that finishes the
 // run and leaves one marker in the history, where an activity costs six
-// events (scheduled, started, completed, and a workflow task more). A run's
-// history is the function's own events plus three: the version marker, its
-// search-attribute upsert, and this marker (25 events for the example
+// events (scheduled, started, completed, and a workflow task more). A run
+// Herald starts says so in its input (wire.ReportLocal), so its history is
+// the function's own events plus that one marker (23 events for the example
 // welcome-email, 22 for the same steps written by hand). Herald's own
 // Temporal calls per run: one StartWorkflow (the router), one HTTP request
-// from the worker to Herald for the outcome. Runs
-// that reached their report before this change replay it as the activity
-// their history holds; the version marker tells them apart.
-func reportOutcome(ctx workflow.Context, runID string, finish wire.RunFinish) error {
+// from the worker to Herald for the outcome.
+//
+// Runs whose input does not say (started by an earlier Herald, or invoked
+// by another function) decide with a version marker: those that reached
+// their report before the local activity existed replay it as the activity
+// their history holds.
+func reportOutcome(ctx workflow.Context, req wire.RunRequest, finish wire.RunFinish) error {
+	runID := req.RunID
 	retry := &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
-	if workflow.GetVersion(ctx, finishChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if req.Report != wire.ReportLocal && workflow.GetVersion(ctx, finishChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			ActivityID:          "herald-finish",
 			Summary:             "report " + strings.ToLower(finish.Status) + " to Herald",

@@ -88,6 +88,7 @@ func schedule(appID, taskQueue string, d desiredSchedule) temporalx.Schedule {
 			AppID:      appID,
 			FunctionID: d.fn.ID,
 			Event:      wire.Event{Name: wire.EventScheduledTimer, Data: data},
+			Report:     wire.ReportLocal,
 		},
 		App:           appID,
 		Function:      d.fn.ID,

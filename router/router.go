@@ -505,7 +505,7 @@ func (d *Dispatcher) plan(acts *activations, i int, fn *registry.Func) *start {
 		event: e,
 		fn:    fn,
 		act:   act,
-		req:   wire.RunRequest{AppID: fn.AppID, FunctionID: fn.ID, RunID: runID, Event: ev, ReceivedMS: e.ReceivedAt.UnixMilli()},
+		req:   wire.RunRequest{AppID: fn.AppID, FunctionID: fn.ID, RunID: runID, Event: ev, ReceivedMS: e.ReceivedAt.UnixMilli(), Report: wire.ReportLocal},
 		run: store.Run{
 			ID: runID, AppID: fn.AppID, FunctionID: fn.ID, EventID: e.ID,
 			WorkflowID: wfID,

@@ -23,7 +23,7 @@ func expectedStart(fnID string, e store.Event) temporalx.Start {
 		TaskQueue:    testQueue,
 		Input: wire.RunRequest{
 			AppID: testApp, FunctionID: fnID, RunID: runID(fnID, e),
-			Event: wireEvent(e), ReceivedMS: e.ReceivedAt.UnixMilli(),
+			Event: wireEvent(e), ReceivedMS: e.ReceivedAt.UnixMilli(), Report: wire.ReportLocal,
 		},
 		App: testApp, Function: fnID, EventName: e.Name, EventID: e.ID,
 		Summary: e.Name,

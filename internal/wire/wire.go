@@ -34,7 +34,17 @@ type RunRequest struct {
 	// Slots are the concurrency limits every step.Run of the run holds a
 	// slot of while it executes, in the order to acquire them.
 	Slots []Slot `json:"slots,omitempty"`
+	// Report is how the run reports its outcome to Herald: ReportLocal, or
+	// empty for a run whose starter predates it (the run then decides with
+	// a version marker). It is part of the run's input, so it is in its
+	// history: a replay takes the same path without a marker of its own.
+	Report string `json:"report,omitempty"`
 }
+
+// ReportLocal makes a run report its outcome with a local activity: one
+// marker in its history instead of an activity's three events and a
+// workflow task.
+const ReportLocal = "local"
 
 // TriggerConfig is one trigger of a function: an event pattern with an
 // optional CEL filter, or a cron expression.
