@@ -16,7 +16,7 @@ TEST_TIMEOUT  ?= 15m
 
 export HERALD_TEMPORAL_CLI ?= $(TEMPORAL)
 
-.PHONY: help tools dev test faulttest lint bench build fuzz vuln clean prodtools prodtest prodbench
+.PHONY: help tools dev test faulttest lint bench build fuzz vuln clean screenshots prodtools prodtest prodbench
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ test: tools ## run every test (needs PostgreSQL; see README)
 	@# a restarted dev server never meets another server's recycled ports.
 	$(GO) build ./... && $(GO) vet ./...
 	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+screenshots: tools ## run the console's browser tests with chromium and write the pages' PNGs into docs/
+	HERALD_REQUIRE_BROWSER=1 HERALD_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -timeout 5m -run 'TestBrowser' ./internal/console/
 
 faulttest: tools ## fault tests, full versions: crashes and outages under load, prints "fault:" summary lines (needs PostgreSQL)
 	$(GO) test -count=1 -v -timeout 30m ./internal/fault/ -fault.full

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -67,8 +68,21 @@ func TestBrowserSendEventStreamAndRun(t *testing.T) {
 	require.Contains(t, href.Value, url.PathEscape(runs[0].WorkflowID))
 	screenshot(t, ctx, "console-event.png")
 
+	if os.Getenv("HERALD_SCREENSHOTS") != "" {
+		// A stream worth a picture: a few of the demo app's events.
+		dev.send(t, "demo/payment.requested", map[string]any{"orderId": "o-1001", "amount": 4200})
+		dev.send(t, "demo/user.signup", map[string]any{"userId": "u-ada", "email": "ada@example.com", "plan": "pro", "timeout_s": 600})
+		dev.send(t, "demo/doc.updated", map[string]any{"docId": "d-7"})
+		dev.send(t, "demo/sms.requested", map[string]any{"to": "+15550100", "text": "hello"})
+		time.Sleep(3 * time.Second)
+	}
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(dev.url+"/"), chromedp.WaitVisible(chromedp.CSS(row))))
 	screenshot(t, ctx, "console-events.png")
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(dev.url+"/functions"), chromedp.WaitVisible(chromedp.CSS(`section[data-function="demo/welcome-email"]`))))
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section[data-function="demo/nightly-report"]`)))
+	require.NoError(t, err)
+	require.Contains(t, text, "on the schedule TZ=UTC 0 3 * * *")
+	require.Contains(t, text, "next: ")
 }
 
 // Event data is user input: markup in a name or a payload shows as text on
@@ -177,7 +191,6 @@ func TestBrowserPauseAndResume(t *testing.T) {
 		chromedp.Click(chromedp.CSS(section+" button.pause")),
 		chromedp.WaitVisible(chromedp.CSS(section+" .status-paused")),
 	))
-	screenshot(t, ctx, "console-functions.png")
 
 	id := dev.send(t, "demo/user.signup", map[string]any{"userId": "u-paused", "email": "paused@example.com"})
 	require.NoError(t, chromedp.Do(ctx,
