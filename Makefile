@@ -10,6 +10,9 @@ STATICCHECK   := $(BIN)/staticcheck
 TEMPORAL_SERVER_VERSION := v1.29.1
 TEMPORAL_SERVER   := $(BIN)/temporal-server
 TEMPORAL_SQL_TOOL := $(BIN)/temporal-sql-tool
+# The helm CLI the chart test (deploy/helm) renders deploy/helm/herald with.
+HELM          := $(BIN)/helm
+HELM_VERSION  := v4.3.2
 PRODTEST_ENV   = HERALD_PRODTEST=1 HERALD_TEMPORAL_SERVER=$(TEMPORAL_SERVER) HERALD_TEMPORAL_SQL_TOOL=$(TEMPORAL_SQL_TOOL) \
 	HERALD_TEMPORAL_SCHEMA_DIR=$$($(GO) env GOMODCACHE)/go.temporal.io/server@$(TEMPORAL_SERVER_VERSION)/schema/postgresql/v12
 TEST_TIMEOUT  ?= 15m
@@ -47,6 +50,14 @@ $(TEMPORAL_SQL_TOOL):
 	mv $(BIN)/.temporal-sql-tool/sql $@ && rmdir $(BIN)/.temporal-sql-tool
 	@echo "Temporal SQL tool installed: $@"
 
+helm: $(HELM) ## build the helm CLI $(HELM_VERSION) into ./bin (skipped when present); make test renders the chart with it
+
+$(HELM):
+	@echo "Building the helm CLI $(HELM_VERSION) into ./bin with go install (once; about 5 minutes on 2 cores)..."
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	@echo "helm installed: $@"
+
 $(STATICCHECK):
 	@echo "Installing staticcheck into ./bin..."
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -58,7 +69,7 @@ build: ## build ./bin/herald and the example worker ./bin/herald-demo
 dev: tools build ## run Herald locally with the example app's worker beside it (API :8288, Temporal UI :8233); Ctrl-C stops both
 	$(BIN)/herald dev --temporal-cli $(TEMPORAL) --worker $(BIN)/herald-demo
 
-test: tools ## run every test (needs PostgreSQL; see README)
+test: tools $(HELM) ## run every test (needs PostgreSQL; see README)
 	@# -p 1: packages that start Temporal dev servers run one after another, so
 	@# a restarted dev server never meets another server's recycled ports.
 	$(GO) build ./... && $(GO) vet ./...
