@@ -161,11 +161,21 @@ func (s *Server) startCancellation(job store.Cancellation) {
 // is taken by exactly one. It returns how many jobs it took. Housekeeping
 // calls it every few seconds; it must not be called once Close has begun.
 func (s *Server) TakeOverCancellations(ctx context.Context) (int, error) {
+	return takeOver(ctx, s, store.JobCancellation, s.cfg.Store.GetCancellation, func(job store.Cancellation) {
+		s.log.Info("bulk cancellation: taking over a job whose replica stopped renewing its lease",
+			"id", job.ID, "cursor", job.Cursor, "matched", job.Matched, "cancelled", job.Cancelled)
+		s.startCancellation(job)
+	})
+}
+
+// takeOver takes every stale job of kind, reads it with get and resumes it
+// with resume, until none is stale or the server closes.
+func takeOver[J any](ctx context.Context, s *Server, kind store.JobKind, get func(context.Context, string) (J, error), resume func(J)) (int, error) {
 	lease := s.cfg.Jobs.WithDefaults()
 	taken := 0
 	for s.bgCtx.Err() == nil {
 		now := time.Now().UTC()
-		id, err := s.cfg.Store.TakeStaleJob(ctx, store.JobCancellation, newLeaseOwner(), now.Add(-lease.StaleAfter), now)
+		id, err := s.cfg.Store.TakeStaleJob(ctx, kind, newLeaseOwner(), now.Add(-lease.StaleAfter), now)
 		if errors.Is(err, store.ErrNotFound) {
 			break
 		}
@@ -174,14 +184,12 @@ func (s *Server) TakeOverCancellations(ctx context.Context) (int, error) {
 		}
 		// Taken but not started if this read fails: the job is stale again
 		// after StaleAfter, and taken again.
-		job, err := s.cfg.Store.GetCancellation(ctx, id)
+		job, err := get(ctx, id)
 		if err != nil {
 			return taken, err
 		}
 		taken++
-		s.log.Info("bulk cancellation: taking over a job whose replica stopped renewing its lease",
-			"id", job.ID, "cursor", job.Cursor, "matched", job.Matched, "cancelled", job.Cancelled)
-		s.startCancellation(job)
+		resume(job)
 	}
 	return taken, nil
 }

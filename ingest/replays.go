@@ -174,27 +174,11 @@ func (s *Server) startReplay(job store.Replay) {
 // for Jobs.StaleAfter and resumes them here from their saved progress, like
 // TakeOverCancellations.
 func (s *Server) TakeOverReplays(ctx context.Context) (int, error) {
-	lease := s.cfg.Jobs.WithDefaults()
-	taken := 0
-	for s.bgCtx.Err() == nil {
-		now := time.Now().UTC()
-		id, err := s.cfg.Store.TakeStaleJob(ctx, store.JobReplay, newLeaseOwner(), now.Add(-lease.StaleAfter), now)
-		if errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		if err != nil {
-			return taken, err
-		}
-		job, err := s.cfg.Store.GetReplay(ctx, id)
-		if err != nil {
-			return taken, err
-		}
-		taken++
+	return takeOver(ctx, s, store.JobReplay, s.cfg.Store.GetReplay, func(job store.Replay) {
 		s.log.Info("replay: taking over a job whose replica stopped renewing its lease",
 			"id", job.ID, "cursor", job.Cursor, "matched", job.Matched, "started", job.Started)
 		s.startReplay(job)
-	}
-	return taken, nil
+	})
 }
 
 // replayRun is one executor's run of a replay.
