@@ -272,12 +272,13 @@ type functionView struct {
 type functionsPage struct {
 	Functions []functionView
 	Error     string
-	Now       string
+	// ReplayFrom is the replay form's default start: an hour ago.
+	ReplayFrom string
 }
 
 func (c *Console) handleFunctions(w http.ResponseWriter, r *http.Request) {
 	var fns list[functionJSON]
-	p := functionsPage{Now: fmtTime(time.Now())}
+	p := functionsPage{ReplayFrom: time.Now().UTC().Add(-time.Hour).Truncate(time.Second).Format(time.RFC3339)}
 	if err := c.call(r, http.MethodGet, "/v1/functions", nil, nil, &fns); err != nil {
 		p.Error = err.Message
 	}
