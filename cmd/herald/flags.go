@@ -20,7 +20,8 @@ import (
 type command struct {
 	name    string
 	args    string // positional arguments, for the usage line
-	summary string
+	summary string // one line, in the list of commands
+	about   string // what --help says instead of summary, when set
 	run     func(ctx context.Context, fs *flagSet, args []string) error
 	flags   func(fs *flagSet)
 	sub     []command // a group's commands; a group has no run or flags
@@ -145,6 +146,7 @@ func (c command) cobraCommand(stdout, stderr io.Writer) *cobra.Command {
 	cc := &cobra.Command{
 		Use:   strings.TrimSpace(c.name + " " + c.args),
 		Short: c.summary,
+		Long:  c.about,
 	}
 	if len(c.sub) > 0 {
 		var names []string
@@ -153,7 +155,9 @@ func (c command) cobraCommand(stdout, stderr io.Writer) *cobra.Command {
 			names = append(names, s.name)
 		}
 		// A group runs nothing itself: without a command, or with an unknown
-		// one, it is a usage error, as 'herald' alone is.
+		// one, it is a usage error, as 'herald' alone is. It has no flags, and
+		// ignores its commands' flags to name the command that is wrong.
+		cc.FParseErrWhitelist.UnknownFlags = true
 		cc.RunE = func(cc *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{"expected a command: " + strings.Join(names, ", ")}

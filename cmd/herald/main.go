@@ -22,6 +22,9 @@ func commands() []command {
 		migrateCommand(),
 		sendCommand(),
 		eventsCommand(),
+		runsCommand(),
+		functionsCommand(),
+		replayCommand(),
 		webhooksCommand(),
 	}
 }

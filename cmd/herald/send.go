@@ -76,7 +76,7 @@ func eventsCommand() command {
 	var (
 		baseURL, signingKey, name, cursor, after, before *string
 		limit                                            *int
-		asJSON                                           *bool
+		out                                              outputFlags
 	)
 	return command{
 		name:    "events",
@@ -90,7 +90,7 @@ func eventsCommand() command {
 			before = fs.String("received-before", "", "", "ls: only events received before this time (RFC 3339 or ms)")
 			limit = fs.Int("limit", "", 20, "ls: events per page, 1 to 100")
 			cursor = fs.String("cursor", "", "", "ls: continue from the cursor a previous page printed")
-			asJSON = fs.Bool("json", "", false, "print the API's JSON instead of a table")
+			out = addOutputFlags(fs, "print the API's JSON instead of a table")
 		},
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
 			base := strings.TrimRight(*baseURL, "/")
@@ -121,7 +121,11 @@ func eventsCommand() command {
 				if err := call(ctx, http.MethodGet, base+"/v1/events?"+q.Encode(), *signingKey, nil, &resp); err != nil {
 					return err
 				}
-				if *asJSON {
+				asJSON, err := out.json()
+				if err != nil {
+					return err
+				}
+				if asJSON {
 					return json.NewEncoder(fs.stdout).Encode(resp)
 				}
 				tw := tabwriter.NewWriter(fs.stdout, 0, 4, 2, ' ', 0)

@@ -25,7 +25,7 @@ func webhooksCommand() command {
 	var (
 		baseURL, signingKey, name, scheme, secret, transform, allowEvents, header, encoding, prefix *string
 		tolerance                                                                                   *int
-		asJSON                                                                                      *bool
+		out                                                                                         outputFlags
 	)
 	return command{
 		name:    "webhooks",
@@ -43,7 +43,7 @@ func webhooksCommand() command {
 			encoding = fs.String("encoding", "", "", "create, hmac-sha256: the signature's encoding, hex or base64 (default hex)")
 			prefix = fs.String("prefix", "", "", "create, hmac-sha256: text before the encoded signature, e.g. sha256=")
 			tolerance = fs.Int("tolerance", "", 0, "create, svix and stripe: seconds a signed timestamp may be from now (default 300)")
-			asJSON = fs.Bool("json", "", false, "ls: print the API's JSON instead of a table")
+			out = addOutputFlags(fs, "ls: print the API's JSON instead of a table")
 		},
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
 			base := strings.TrimRight(*baseURL, "/")
@@ -82,7 +82,11 @@ func webhooksCommand() command {
 				if err := call(ctx, http.MethodGet, base+"/v1/webhooks", *signingKey, nil, &resp); err != nil {
 					return err
 				}
-				if *asJSON {
+				asJSON, err := out.json()
+				if err != nil {
+					return err
+				}
+				if asJSON {
 					return json.NewEncoder(fs.stdout).Encode(resp)
 				}
 				tw := tabwriter.NewWriter(fs.stdout, 0, 4, 2, ' ', 0)
