@@ -69,11 +69,12 @@ build: ## build ./bin/herald and the example worker ./bin/herald-demo
 dev: tools build ## run Herald locally with the example app's worker beside it (API :8288, Temporal UI :8233); Ctrl-C stops both
 	$(BIN)/herald dev --temporal-cli $(TEMPORAL) --worker $(BIN)/herald-demo
 
-test: tools $(HELM) ## run every test (needs PostgreSQL; see README)
+test: tools $(HELM) prodtools ## run every test (needs PostgreSQL; see README)
 	@# -p 1: packages that start Temporal dev servers run one after another, so
 	@# a restarted dev server never meets another server's recycled ports.
+	@# PRODTEST_ENV: internal/prodtest (about 2 minutes) runs too.
 	$(GO) build ./... && $(GO) vet ./...
-	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(PRODTEST_ENV) $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 screenshots: tools ## run the console's browser tests with chromium and write the pages' PNGs into docs/
 	HERALD_REQUIRE_BROWSER=1 HERALD_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -timeout 5m -run 'TestBrowser' ./internal/console/
