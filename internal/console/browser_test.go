@@ -211,3 +211,24 @@ func TestBrowserPauseAndResume(t *testing.T) {
 			chromedp.WithPollingTimeout(40*time.Second)),
 	))
 }
+
+// A filtered stream keeps its filter while it refreshes: a new matching
+// event appears without a reload, another name does not.
+func TestBrowserFilteredStreamUpdates(t *testing.T) {
+	ctx := tab(t, 30*time.Second)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/?q="+url.QueryEscape("demo/filtered.*")),
+		chromedp.WaitVisible(chromedp.CSS("#stream")),
+		chromedp.Evaluate[chromedp.Void](`window.heraldTestMarker = "same page"`),
+	))
+	other := dev.send(t, "demo/unfiltered.thing", map[string]any{})
+	id := dev.send(t, "demo/filtered.thing", map[string]any{})
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](`!!document.querySelector(`+js(`#stream tr[data-id=`+js(id)+`]`)+`)`, chromedp.WithPollingTimeout(10*time.Second)))
+	require.NoError(t, err, "the new matching event did not appear")
+	shown, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector(`+js(`#stream tr[data-id=`+js(other)+`]`)+`)`))
+	require.NoError(t, err)
+	require.False(t, shown, "the refreshed stream lost its filter")
+	marker, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.heraldTestMarker || ""`))
+	require.NoError(t, err)
+	require.Equal(t, "same page", marker)
+}

@@ -45,6 +45,20 @@ type eventsPage struct {
 	// Live is set on the stream's first page, which polls for new events.
 	Live bool
 	Send sendForm
+	// Functions are the synced functions with what starts them, at most
+	// functionsShown of them; FunctionsTotal counts them all.
+	Functions      []functionSummary
+	FunctionsTotal int
+}
+
+// functionsShown bounds the functions listed beside the stream.
+const functionsShown = 12
+
+// functionSummary is a function as the events page lists it.
+type functionSummary struct {
+	ID, Name string
+	Triggers []string
+	Paused   bool
 }
 
 // sendForm is the send-event form with the values entered and, after a
@@ -59,7 +73,35 @@ type sendForm struct {
 func (c *Console) handleEvents(w http.ResponseWriter, r *http.Request) {
 	p := c.loadEvents(r)
 	p.Send = sendForm{Data: "{}"}
+	c.loadFunctionSummaries(r, &p)
 	c.render(w, r, http.StatusOK, "events", p)
+}
+
+// loadFunctionSummaries lists the synced functions beside the stream, so
+// a first visit shows what events start what.
+func (c *Console) loadFunctionSummaries(r *http.Request, p *eventsPage) {
+	var fns list[functionJSON]
+	if err := c.call(r, http.MethodGet, "/v1/functions", nil, nil, &fns); err != nil {
+		return
+	}
+	p.FunctionsTotal = len(fns.Data)
+	for i, f := range fns.Data {
+		if i == functionsShown {
+			break
+		}
+		s := functionSummary{ID: f.ID, Name: f.Name, Paused: f.Paused}
+		for _, t := range f.Triggers {
+			switch {
+			case t.Cron != "":
+				s.Triggers = append(s.Triggers, "cron "+t.Cron)
+			case t.If != "":
+				s.Triggers = append(s.Triggers, t.Event+" if "+t.If)
+			default:
+				s.Triggers = append(s.Triggers, t.Event)
+			}
+		}
+		p.Functions = append(p.Functions, s)
+	}
 }
 
 // handleStream serves the stream's rows alone; the page's script polls it.
@@ -232,6 +274,7 @@ func (c *Console) handleSend(w http.ResponseWriter, r *http.Request) {
 	}
 	p := c.loadEvents(r)
 	p.Send = f
+	c.loadFunctionSummaries(r, &p)
 	c.render(w, r, status, "events", p)
 }
 

@@ -205,3 +205,48 @@ func TestSecurityHeadersAndRouting(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 }
+
+// The stream pages with the API's cursor, filters by a pattern, and opens
+// an event by id; the events page lists the synced functions.
+func TestEventsPagesFiltersAndGoesTo(t *testing.T) {
+	c := noRedirects(nil)
+	name := "demo/page.test" + strings.ReplaceAll(time.Now().Format("150405.000"), ".", "")
+	var first string
+	for i := range 30 {
+		id := dev.send(t, name, map[string]any{"i": i})
+		if i == 0 {
+			first = id
+		}
+	}
+	rows := regexp.MustCompile(`<tr class="event-row" data-id="([^"]+)"`)
+	_, page := get(t, c, dev.url+"/?q="+url.QueryEscape(name))
+	require.Len(t, rows.FindAllStringSubmatch(page, -1), 25, "a page of the stream is a window of 25")
+	require.Contains(t, page, "demo/welcome-email", "the synced functions are listed")
+	older := regexp.MustCompile(`href="(/\?[^"]*cursor=[^"]+)" id="older"`).FindStringSubmatch(page)
+	require.NotNil(t, older, "no link to older events")
+	_, page = get(t, c, dev.url+strings.ReplaceAll(older[1], "&amp;", "&"))
+	got := rows.FindAllStringSubmatch(page, -1)
+	require.Len(t, got, 5)
+	require.Equal(t, first, got[4][1], "oldest last")
+	require.NotContains(t, page, `data-src="/stream`, "an older page does not poll")
+
+	// A pattern keeps only matching names; a bad one says why.
+	_, page = get(t, c, dev.url+"/?q="+url.QueryEscape("demo/*"))
+	require.Contains(t, page, name)
+	require.NotContains(t, page, `class="event-name">herald/`)
+	_, page = get(t, c, dev.url+"/?q="+url.QueryEscape("demo/us*"))
+	require.Contains(t, page, `id="events-error"`)
+	require.Contains(t, page, "must come directly after")
+
+	// The stream's rows alone, as the page polls them.
+	_, frag := get(t, c, dev.url+"/stream?q="+url.QueryEscape(name))
+	require.False(t, strings.Contains(frag, "<html"), "the stream answers rows only")
+	require.Len(t, rows.FindAllStringSubmatch(frag, -1), 25)
+
+	resp, _ := get(t, c, dev.url+"/go?id="+url.QueryEscape(first))
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/events/"+first, resp.Header.Get("Location"))
+	resp, body := get(t, c, dev.url+"/events/no-such-event")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Contains(t, body, `no event with id`)
+}

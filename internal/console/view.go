@@ -82,14 +82,17 @@ var funcs = template.FuncMap{
 		}
 		return ui + "/namespaces/" + url.PathEscape(ns) + "/workflows/" + url.PathEscape(workflowID)
 	},
-	"query": func(pairs ...string) string {
+	// query builds a query string from name, value pairs, leaving empty
+	// values out. Its output is fully percent-encoded, so it is marked as a
+	// URL part the template must not encode again.
+	"query": func(pairs ...string) template.URL {
 		q := url.Values{}
 		for i := 0; i+1 < len(pairs); i += 2 {
 			if pairs[i+1] != "" {
 				q.Set(pairs[i], pairs[i+1])
 			}
 		}
-		return q.Encode()
+		return template.URL(q.Encode())
 	},
 	"time":     fmtTime,
 	"timePtr":  func(t *time.Time) string { return fmtTimePtr(t) },

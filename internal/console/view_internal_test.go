@@ -104,3 +104,14 @@ func TestRoute(t *testing.T) {
 		require.Equal(t, want, rec.Header().Get("X-Served-By"), path)
 	}
 }
+
+func TestQueryLinksAreEncodedOnce(t *testing.T) {
+	c, err := newConsole(Config{API: http.NotFoundHandler()})
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	c.renderBlock(rec, httptest.NewRequest(http.MethodGet, "/", nil), http.StatusOK, "events", "layout",
+		eventsPage{Query: `demo/*"&x=<y>`, Next: "c/1+2", Live: true})
+	body := rec.Body.String()
+	require.Contains(t, body, `data-src="/stream?q=demo%2F%2A%22%26x%3D%3Cy%3E"`)
+	require.Contains(t, body, `href="/?cursor=c%2F1%2B2&amp;q=demo%2F%2A%22%26x%3D%3Cy%3E" id="older"`)
+}
