@@ -194,7 +194,9 @@ func TestFunctionsCommands(t *testing.T) {
 		},
 		"pause and cancel runs": {
 			args: []string{"functions", "pause", "demo/flaky-charge", "--cancel-running"}, route: "POST /v1/functions/demo/flaky-charge/pause",
-			body: `{"cancel_running":true}`, reply: `{"data":` + paused + `}`, out: []string{"demo/flaky-charge"},
+			body:  `{"cancel_running":true}`,
+			reply: `{"data":` + paused + `,"cancellation":{"id":"cn_1","function_id":"demo/flaky-charge","status":"Running"}}`,
+			out:   []string{"demo/flaky-charge", "cancelling its runs in progress: bulk cancellation cn_1"},
 		},
 		"resume": {
 			args: []string{"functions", "resume", "demo/flaky-charge"}, route: "POST /v1/functions/demo/flaky-charge/resume",
@@ -231,12 +233,13 @@ func TestReplayCommands(t *testing.T) {
 			status: 202, reply: `{"id":"rp_1","data":` + running + `}`, out: []string{"rp_1"},
 		},
 		"create refused": {
-			args: []string{"replay", "create", "demo/nope", "--status", "Failed"}, route: "POST /v1/replays",
-			body: `{"function_id":"demo/nope","statuses":["Failed"]}`, status: 400,
+			args: []string{"replay", "create", "demo/nope", "--status", "Failed", "--from", "1733310000000"}, route: "POST /v1/replays",
+			body: `{"function_id":"demo/nope","statuses":["Failed"],"from":"1733310000000"}`, status: 400,
 			reply: `{"status":400,"error":"function_id: no function \"demo/nope\""}`,
 			code:  1, errOut: []string{`herald replay create: 400 Bad Request: function_id: no function "demo/nope"`},
 		},
 		"create needs a function": {args: []string{"replay", "create"}, code: 2, errOut: []string{"Usage: herald replay create [flags] APP/FUNCTION"}},
+		"create needs --from":     {args: []string{"replay", "create", "demo/flaky-charge"}, code: 2, errOut: []string{"--from is required"}},
 		"get": {
 			args: []string{"replay", "get", "rp_1"}, route: "GET /v1/replays/rp_1", reply: `{"data":` + running + `}`,
 			out: []string{"rp_1", "Running", "MATCHED"},
@@ -271,7 +274,7 @@ func TestReplayCreateWait(t *testing.T) {
 			})
 			hs := httptest.NewServer(mux)
 			t.Cleanup(hs.Close)
-			r := runCLI(t, context.Background(), "replay", "create", "demo/flaky-charge", "--status", "Failed", "--wait", "--url", hs.URL)
+			r := runCLI(t, context.Background(), "replay", "create", "demo/flaky-charge", "--from", "2h", "--status", "Failed", "--wait", "--url", hs.URL)
 			require.Equal(t, c.code, r.code, r.stderr)
 			require.EqualValues(t, 2, gets.Load())
 			require.Contains(t, r.stdout, c.final)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -115,11 +116,20 @@ func functionsPauseCommand() command {
 				return err
 			}
 			return api.out.print(fs.stdout, raw, func(w io.Writer) error {
-				f, err := decodeData[functionReply](raw)
-				if err != nil {
+				var reply struct {
+					Data         functionReply `json:"data"`
+					Cancellation *struct {
+						ID string `json:"id"`
+					} `json:"cancellation"`
+				}
+				if err := json.Unmarshal(raw, &reply); err != nil {
 					return err
 				}
-				return printFunctions(w, f)
+				_ = printFunctions(w, reply.Data)
+				if reply.Cancellation != nil {
+					fmt.Fprintf(w, "\ncancelling its runs in progress: bulk cancellation %s\n", reply.Cancellation.ID)
+				}
+				return nil
 			})
 		},
 	}

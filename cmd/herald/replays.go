@@ -59,9 +59,9 @@ func replayCreateCommand() command {
 			"its id, and 'herald replay get ID' (or --wait) follows it.",
 		flags: func(fs *flagSet) {
 			api = addAPIFlags(fs)
-			from = fs.String("from", "", "", "start of the window: RFC 3339, milliseconds since the epoch, or a duration ago such as 2h")
+			from = fs.String("from", "", "", "start of the window (required): RFC 3339, milliseconds since the epoch, or a duration ago such as 2h")
 			to = fs.String("to", "", "", "end of the window, as --from (default: now)")
-			statuses = fs.String("status", "", "", "comma-separated statuses of the runs to replay, e.g. Failed,Cancelled,Skipped")
+			statuses = fs.String("status", "", "", "comma-separated statuses of the runs to replay, of Completed, Failed, Cancelled and Skipped (default: Failed,Cancelled,Skipped)")
 			events = fs.Bool("events", "", false, "replay every matching stored event in the window instead of selected runs")
 			cel = fs.String("if", "", "", "CEL expression over event: only events for which it is true")
 			wait = fs.Bool("wait", "", false, "wait until the replay has started every run, then print it; exit 1 if it failed")
@@ -69,6 +69,9 @@ func replayCreateCommand() command {
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
 			if len(args) != 1 {
 				return usageError{"expected exactly one argument: the function, <app>/<function id>"}
+			}
+			if *from == "" {
+				return usageError{"--from is required: the start of the window"}
 			}
 			req := map[string]any{"function_id": args[0]}
 			if *from != "" {

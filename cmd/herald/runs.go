@@ -63,7 +63,7 @@ func runsLsCommand() command {
 		flags: func(fs *flagSet) {
 			api = addAPIFlags(fs)
 			function = fs.String("function", "", "", "only runs of this function, <app>/<function id> as 'herald functions ls' shows it")
-			status = fs.String("status", "", "", "only runs with this status: Scheduled, Running, Completed, Failed, Cancelled or Skipped")
+			status = fs.String("status", "", "", "only runs with this status, or these comma-separated ones: Scheduled, Running, Completed, Failed, Cancelled, Skipped")
 			limit = fs.Int("limit", "", 20, "runs per page, 1 to 100")
 			cursor = fs.String("cursor", "", "", "continue from the cursor a previous page printed")
 		},
