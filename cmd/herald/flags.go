@@ -45,7 +45,7 @@ const (
 	annotationSecret = "herald_secret" // --help must not print the default, the variable's value
 )
 
-func (fs *flagSet) envValue(name, env string) (string, bool) {
+func (fs *flagSet) envValue(env string) (string, bool) {
 	if env == "" {
 		return "", false
 	}
@@ -65,7 +65,7 @@ func (fs *flagSet) badEnv(env, v, want string) {
 
 // String defines a string flag backed by env.
 func (fs *flagSet) String(name, env, def, usage string) *string {
-	if v, ok := fs.envValue(name, env); ok {
+	if v, ok := fs.envValue(env); ok {
 		def = v
 	}
 	p := fs.FlagSet.String(name, def, usage)
@@ -82,7 +82,7 @@ func (fs *flagSet) Secret(name, env, usage string) *string {
 
 // Int defines an int flag backed by env.
 func (fs *flagSet) Int(name, env string, def int, usage string) *int {
-	if v, ok := fs.envValue(name, env); ok {
+	if v, ok := fs.envValue(env); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			fs.badEnv(env, v, "must be an integer")
@@ -97,7 +97,7 @@ func (fs *flagSet) Int(name, env string, def int, usage string) *int {
 
 // Int64 defines an int64 flag backed by env.
 func (fs *flagSet) Int64(name, env string, def int64, usage string) *int64 {
-	if v, ok := fs.envValue(name, env); ok {
+	if v, ok := fs.envValue(env); ok {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			fs.badEnv(env, v, "must be an integer")
@@ -112,7 +112,7 @@ func (fs *flagSet) Int64(name, env string, def int64, usage string) *int64 {
 
 // Bool defines a bool flag backed by env.
 func (fs *flagSet) Bool(name, env string, def bool, usage string) *bool {
-	if v, ok := fs.envValue(name, env); ok {
+	if v, ok := fs.envValue(env); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			fs.badEnv(env, v, "must be true or false")
@@ -127,7 +127,7 @@ func (fs *flagSet) Bool(name, env string, def bool, usage string) *bool {
 
 // Duration defines a duration flag backed by env.
 func (fs *flagSet) Duration(name, env string, def time.Duration, usage string) *time.Duration {
-	if v, ok := fs.envValue(name, env); ok {
+	if v, ok := fs.envValue(env); ok {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			fs.badEnv(env, v, "must be a duration such as 5s or 1m")
