@@ -141,14 +141,15 @@ func devCommand() command {
 				stopServing()
 			}()
 			return server.Run(serveCtx, server.Options{
-				Addr:           *addr,
-				Store:          st,
-				Temporal:       tc,
-				Logger:         log,
-				Router:         limits.router(tr.on),
-				MaxConnections: *limits.maxConns,
-				Housekeeping:   hk,
-				Console:        console.Config{TemporalUIURL: consoleUI, TemporalNamespace: *temporal.namespace},
+				Addr:              *addr,
+				Store:             st,
+				Temporal:          tc,
+				Logger:            log,
+				Router:            limits.router(tr.on),
+				MaxConnections:    *limits.maxConns,
+				Housekeeping:      hk,
+				Console:           console.Config{TemporalUIURL: consoleUI, TemporalNamespace: *temporal.namespace},
+				TemporalNamespace: *temporal.namespace,
 				Ingest: ingest.Config{
 					Tracing:          tr.on,
 					Jobs:             jobs,

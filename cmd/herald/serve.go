@@ -87,15 +87,16 @@ func serveCommand() command {
 			defer tc.Close()
 
 			return server.Run(ctx, server.Options{
-				Addr:           *addr,
-				Store:          st,
-				Temporal:       tc,
-				Logger:         log,
-				Router:         limits.router(tr.on),
-				MaxConnections: *limits.maxConns,
-				Housekeeping:   hk,
-				MetricsAddr:    *metricsAddr,
-				Console:        console.Config{TemporalUIURL: *temporalUI, TemporalNamespace: *temporal.namespace},
+				Addr:              *addr,
+				Store:             st,
+				Temporal:          tc,
+				Logger:            log,
+				Router:            limits.router(tr.on),
+				MaxConnections:    *limits.maxConns,
+				Housekeeping:      hk,
+				MetricsAddr:       *metricsAddr,
+				Console:           console.Config{TemporalUIURL: *temporalUI, TemporalNamespace: *temporal.namespace},
+				TemporalNamespace: *temporal.namespace,
 				Ingest: ingest.Config{
 					Tracing:          tr.on,
 					Jobs:             jobs,
