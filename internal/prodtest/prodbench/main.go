@@ -10,8 +10,9 @@
 //   - durable ingest (../shared/tools/loadgen) with both replicas each taking
 //     half of the connections, against one replica taking all of them;
 //   - per event and per run: rows written in Herald's database, rows written
-//     in Temporal's two databases, and Temporal history events: the inputs
-//     of docs/operations.md's capacity model.
+//     in Temporal's two databases, Temporal history events, and CPU time in
+//     the replicas, the Temporal server and PostgreSQL: the inputs of
+//     docs/operations.md's capacity model.
 package main
 
 import (
@@ -145,7 +146,9 @@ func benchE2E(ctx context.Context, topo *prodtest.Topology, tc client.Client, di
 
 	before = rowsWritten(ctx, topo, dbs)
 	beforeHerald := rowsWritten(ctx, topo, []string{heraldDB})
+	cpuBefore := cpuNow(topo)
 	h := runTool(e2ebase, "-post", topo.LB.URL+"/e/"+prodtest.EventKey, "-n", strconv.Itoa(n), "-type", "welcome-email", "-addr", topo.Temporal)
+	cpu := cpuNow(topo).minus(cpuBefore)
 	heraldTemporalRows := rowsWritten(ctx, topo, dbs) - before
 	heraldRows := rowsWritten(ctx, topo, []string{heraldDB}) - beforeHerald
 
@@ -160,6 +163,9 @@ func benchE2E(ctx context.Context, topo *prodtest.Topology, tc client.Client, di
 	report("prod_herald_db_rows_per_run", float64(heraldRows)/float64(n), "rows inserted+updated+deleted in Herald's database per event and its run")
 	report("prod_temporal_db_rows_per_run_shim", float64(shimTemporalRows)/float64(n), "rows written in Temporal's databases per run")
 	report("prod_temporal_db_rows_per_run_herald", float64(heraldTemporalRows)/float64(n), "rows written in Temporal's databases per run")
+	report("prod_cpu_ms_per_run_herald", 1000*cpu.herald/float64(n), "ms of CPU in the two herald serve replicas per event and its run")
+	report("prod_cpu_ms_per_run_temporal", 1000*cpu.temporal/float64(n), "ms of CPU in the Temporal server per run")
+	report("prod_cpu_ms_per_run_postgres", 1000*cpu.postgres/float64(n), "ms of CPU in PostgreSQL per run (Herald's and Temporal's databases; upper bound: a shared server)")
 }
 
 // benchIngest measures durable ingest: one replica taking all connections,
@@ -182,6 +188,7 @@ func benchIngest(ctx context.Context, topo *prodtest.Topology, loadgen string, d
 		one := runTool(loadgen, args(a.URL, shape.conns)...)
 		waitDispatched(ctx, topo)
 		rowsBefore := rowsWritten(ctx, topo, heraldDB)
+		cpuBefore := cpuNow(topo)
 		var wg sync.WaitGroup
 		var ra, rb toolResult
 		wg.Add(2)
@@ -190,6 +197,7 @@ func benchIngest(ctx context.Context, topo *prodtest.Topology, loadgen string, d
 		wg.Wait()
 		both := ra.rate + rb.rate
 		waitDispatched(ctx, topo)
+		cpu := cpuNow(topo).minus(cpuBefore)
 		rows := rowsWritten(ctx, topo, heraldDB) - rowsBefore
 		report("prod_ingest_"+shape.label+"_one_replica", one.rate, fmt.Sprintf("events/s (-c %d -batch %d to one replica)", shape.conns, shape.batch))
 		report("prod_ingest_"+shape.label+"_two_replicas", both, fmt.Sprintf("events/s (-c %d -batch %d to each of two replicas at once)", shape.conns/2, shape.batch))
@@ -198,6 +206,8 @@ func benchIngest(ctx context.Context, topo *prodtest.Topology, loadgen string, d
 		// Events no function matches: the outbox row, its dispatch.
 		if n := float64(both) * d.Seconds(); n > 0 {
 			report("prod_ingest_"+shape.label+"_db_rows_per_event", float64(rows)/n, "rows written in Herald's database per event (no function matches)")
+			report("prod_ingest_"+shape.label+"_cpu_us_per_event_herald", 1e6*cpu.herald/n, "µs of CPU in herald serve per event, ingest and dispatch")
+			report("prod_ingest_"+shape.label+"_cpu_us_per_event_postgres", 1e6*cpu.postgres/n, "µs of CPU in PostgreSQL per event (upper bound: a shared server)")
 		}
 	}
 }
@@ -245,6 +255,55 @@ func waitDispatched(ctx context.Context, topo *prodtest.Topology) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	fatal("prodbench: events still undispatched after 2 minutes")
+}
+
+// cpuSeconds is the CPU time (user and system) each component has used so
+// far: the Herald replicas, the Temporal server, and every process named
+// postgres on the machine (the shared server: other clients' work counts
+// too, so the figure is an upper bound).
+type cpuSeconds struct{ herald, temporal, postgres float64 }
+
+func cpuNow(topo *prodtest.Topology) cpuSeconds {
+	var c cpuSeconds
+	for _, r := range topo.Replicas {
+		c.herald += procCPU(r.Pid())
+	}
+	c.temporal = procCPU(topo.TemporalProc().Pid())
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
+			c.postgres += procCPU(pid)
+		}
+	}
+	return c
+}
+
+func (c cpuSeconds) minus(o cpuSeconds) cpuSeconds {
+	return cpuSeconds{c.herald - o.herald, c.temporal - o.temporal, c.postgres - o.postgres}
+}
+
+// procCPU is a process's utime+stime in seconds (clock ticks of 1/100 s).
+func procCPU(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	rest := string(raw)
+	if i := strings.LastIndex(rest, ")"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
 }
 
 func dbName(url string) string {
