@@ -140,6 +140,7 @@ func (t *Topology) start(ctx context.Context) (err error) {
 	t.TemporalDB, t.VisibilityDB = prefix+"_temporal", prefix+"_visibility"
 
 	step := time.Now()
+	t.dropLeftovers(ctx)
 	if err := t.createHeraldDB(ctx, prefix+"_herald"); err != nil {
 		return err
 	}
@@ -203,7 +204,7 @@ func SchemaDir() (string, error) {
 	}
 	dir := filepath.Join(strings.TrimSpace(string(out)), "go.temporal.io", "server@"+TemporalVersion, "schema", "postgresql", "v12")
 	if _, err := os.Stat(filepath.Join(dir, "temporal", "versioned")); err != nil {
-		return "", fmt.Errorf("Temporal's schema files are not in the module cache (%v): `make prodtest` downloads them with the server", err)
+		return "", fmt.Errorf("the schema files of Temporal %s are not in the module cache (%v): `make prodtest` downloads them with the server", TemporalVersion, err)
 	}
 	return dir, nil
 }
@@ -252,6 +253,40 @@ func (t *Topology) exec(ctx context.Context, sql string) error {
 	defer conn.Close(context.Background())
 	_, err = conn.Exec(ctx, sql)
 	return err
+}
+
+// dropLeftovers drops the databases of earlier runs whose process is gone
+// (a run killed before its cleanup): their names carry the process id.
+func (t *Topology) dropLeftovers(ctx context.Context) {
+	conn, err := pgx.Connect(ctx, t.admin)
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'herald\_prod\_%'`)
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		parts := strings.Split(name, "_")
+		if len(parts) < 4 {
+			continue
+		}
+		pid, err := strconv.Atoi(parts[2])
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its run may still be going
+		}
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err == nil {
+			t.progress("dropped %s, left over by an earlier run", name)
+		}
+	}
 }
 
 func (t *Topology) createHeraldDB(ctx context.Context, name string) error {
