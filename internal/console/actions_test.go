@@ -32,6 +32,29 @@ func reloadUntil(t *testing.T, ctx context.Context, u, predicate string, timeout
 	}
 }
 
+// submit clicks a form's button and waits until the page it leads to has
+// loaded: a navigation started before then would abort the POST.
+func submit(sel string) chromedp.Action[chromedp.Void] {
+	loaded := chromedp.Evaluate[bool](`!window.heraldBeforeSubmit && document.readyState === "complete"`)
+	return chromedp.Steps(
+		chromedp.Evaluate[chromedp.Void](`window.heraldBeforeSubmit = true`),
+		chromedp.Click(chromedp.CSS(sel)),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			for {
+				// While the page changes, evaluating fails: try again.
+				if ok, err := loaded(ctx, t); err == nil && ok {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}),
+	)
+}
+
 // Runs, waits and webhook sources as the API has them, and the actions on
 // them: cancel, rerun, invoke, replay.
 func TestBrowserRunsWaitsWebhooksAndActions(t *testing.T) {
@@ -88,8 +111,7 @@ func TestBrowserRunsWaitsWebhooksAndActions(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`tr[data-run=`+js(onboarding.RunID)+`] td a`)),
 		chromedp.WaitVisible(chromedp.CSS("#cancel-run")),
-		chromedp.Click(chromedp.CSS("#cancel-run")),
-		chromedp.WaitVisible(chromedp.CSS("#rerun")),
+		submit("#cancel-run"),
 	))
 	runURL := dev.url + "/runs/" + url.PathEscape(onboarding.RunID)
 	reloadUntil(t, ctx, runURL, `document.querySelector(".run-status").textContent.trim() === "Cancelled"`, 30*time.Second)
@@ -104,7 +126,7 @@ func TestBrowserRunsWaitsWebhooksAndActions(t *testing.T) {
 	require.NotEmpty(t, welcome.RunID)
 	reloadUntil(t, ctx, dev.url+"/runs/"+url.PathEscape(welcome.RunID), `document.querySelector(".run-status").textContent.trim() === "Completed"`, 30*time.Second)
 	require.NoError(t, chromedp.Do(ctx,
-		chromedp.Click(chromedp.CSS("#rerun")),
+		submit("#rerun"),
 		chromedp.WaitVisible(chromedp.CSS("#replay-of")),
 	))
 	loc, err := chromedp.Run(ctx, chromedp.Location())
@@ -121,7 +143,7 @@ func TestBrowserRunsWaitsWebhooksAndActions(t *testing.T) {
 		chromedp.Navigate(dev.url+"/functions"),
 		chromedp.Click(chromedp.CSS(section+" details.invoke > summary")),
 		chromedp.SetValue(chromedp.CSS(section+" details.invoke textarea"), `{"userId": "u-invoked", "email": "invoked@example.com"}`),
-		chromedp.Click(chromedp.CSS(section+" button.invoke")),
+		submit(section+" button.invoke"),
 		chromedp.WaitVisible(chromedp.CSS("#payload")),
 		chromedp.Poll[chromedp.Void](`Array.from(document.querySelectorAll("#event-runs .run-status")).some(e => e.textContent.trim() === "Completed")`,
 			chromedp.WithPollingTimeout(30*time.Second)),
@@ -139,7 +161,7 @@ func TestBrowserRunsWaitsWebhooksAndActions(t *testing.T) {
 		chromedp.Navigate(dev.url+"/functions"),
 		chromedp.Click(chromedp.CSS(section+" details.replay > summary")),
 		chromedp.Click(chromedp.CSS(section+` details.replay input[value="Cancelled"]`)),
-		chromedp.Click(chromedp.CSS(section+" button.replay")),
+		submit(section+" button.replay"),
 		chromedp.WaitVisible(chromedp.CSS("dl.facts")),
 	))
 	loc, err = chromedp.Run(ctx, chromedp.Location())

@@ -54,7 +54,7 @@ func path(segments ...string) string {
 // call makes an in-process request to the API on behalf of the browser's
 // request r, with the signing key, and decodes a 2xx answer's JSON into out
 // (when not nil). The console sees exactly what a /v1 client would.
-func (c *Console) call(r *http.Request, method, apiPath string, query url.Values, body any, out any) *apiError {
+func (c *handler) call(r *http.Request, method, apiPath string, query url.Values, body any, out any) *apiError {
 	var rd io.Reader = http.NoBody
 	if body != nil {
 		raw, ok := body.([]byte)

@@ -19,7 +19,7 @@ const sessionCookie = "herald_session"
 // applies its own, smaller limits to what it stores).
 const maxFormBytes = 2 << 20
 
-func (c *Console) mac(parts ...string) []byte {
+func (c *handler) mac(parts ...string) []byte {
 	m := hmac.New(sha256.New, c.secret)
 	for _, p := range parts {
 		m.Write([]byte(p))
@@ -31,14 +31,14 @@ func (c *Console) mac(parts ...string) []byte {
 // newSession returns a session token valid until expires: the expiry and an
 // HMAC of it under a key derived from the signing key. It reveals nothing of
 // the key and cannot be forged without it.
-func (c *Console) newSession(expires time.Time) string {
+func (c *handler) newSession(expires time.Time) string {
 	exp := strconv.FormatInt(expires.Unix(), 10)
 	return exp + "." + base64.RawURLEncoding.EncodeToString(c.mac("session", exp))
 }
 
 // validSession reports whether token is a session this console issued that
 // has not expired.
-func (c *Console) validSession(token string, now time.Time) bool {
+func (c *handler) validSession(token string, now time.Time) bool {
 	exp, sig, ok := strings.Cut(token, ".")
 	if !ok {
 		return false
@@ -56,7 +56,7 @@ func (c *Console) validSession(token string, now time.Time) bool {
 
 // session returns the request's valid session token, "" with ok true when
 // no login is needed (no signing key), and ok false when a login is needed.
-func (c *Console) session(r *http.Request) (token string, ok bool) {
+func (c *handler) session(r *http.Request) (token string, ok bool) {
 	if c.cfg.SigningKey == "" {
 		return "", true
 	}
@@ -69,12 +69,12 @@ func (c *Console) session(r *http.Request) (token string, ok bool) {
 
 // csrfToken is the token every form of a session carries: bound to the
 // session, so a token seen by one login is useless to another.
-func (c *Console) csrfToken(session string) string {
+func (c *handler) csrfToken(session string) string {
 	return base64.RawURLEncoding.EncodeToString(c.mac("csrf", session))
 }
 
 // page requires a session (redirecting to the login otherwise) before h.
-func (c *Console) page(h http.HandlerFunc) http.Handler {
+func (c *handler) page(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := c.session(r); !ok {
 			c.toLogin(w, r)
@@ -87,7 +87,7 @@ func (c *Console) page(h http.HandlerFunc) http.Handler {
 
 // action requires a session and a valid CSRF token before h, and refuses
 // POSTs from other origins.
-func (c *Console) action(h http.HandlerFunc) http.Handler {
+func (c *handler) action(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		session, ok := c.session(r)
 		if !ok {
@@ -126,7 +126,7 @@ func sameOrigin(r *http.Request) bool {
 
 // toLogin redirects to the login page, remembering where the user was going
 // when that was a page.
-func (c *Console) toLogin(w http.ResponseWriter, r *http.Request) {
+func (c *handler) toLogin(w http.ResponseWriter, r *http.Request) {
 	target := "/login"
 	if r.Method == http.MethodGet && r.URL.Path != "/stream" {
 		target += "?next=" + url.QueryEscape(r.URL.RequestURI())
@@ -147,7 +147,7 @@ type loginPage struct {
 	Error string
 }
 
-func (c *Console) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	if c.cfg.SigningKey == "" {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
@@ -155,7 +155,7 @@ func (c *Console) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "login", loginPage{Next: safeNext(r.URL.Query().Get("next"))})
 }
 
-func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if c.cfg.SigningKey == "" {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
@@ -181,7 +181,7 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-func (c *Console) handleLogout(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: overTLS(r)})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)

@@ -188,7 +188,7 @@ func TestBrowserPauseAndResume(t *testing.T) {
 	t.Cleanup(func() { dev.api(t, "POST", "/v1/functions/"+fn+"/resume", nil) })
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(dev.url+"/functions"),
-		chromedp.Click(chromedp.CSS(section+" button.pause")),
+		submit(section+" button.pause"),
 		chromedp.WaitVisible(chromedp.CSS(section+" .status-paused")),
 	))
 
@@ -201,7 +201,7 @@ func TestBrowserPauseAndResume(t *testing.T) {
 
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(dev.url+"/functions"),
-		chromedp.Click(chromedp.CSS(section+" button.resume")),
+		submit(section+" button.resume"),
 		chromedp.WaitVisible(chromedp.CSS(section+" button.pause")),
 	))
 	id = dev.send(t, "demo/user.signup", map[string]any{"userId": "u-resumed", "email": "resumed@example.com"})

@@ -60,8 +60,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Console serves the console's pages. Build it with New.
-type Console struct {
+// handler serves the console's pages. Build it with New.
+type handler struct {
 	cfg   Config
 	mux   *http.ServeMux
 	pages map[string]*template.Template
@@ -81,7 +81,7 @@ func New(cfg Config) (http.Handler, error) {
 	return c, nil
 }
 
-func newConsole(cfg Config) (*Console, error) {
+func newConsole(cfg Config) (*handler, error) {
 	if cfg.API == nil {
 		return nil, errors.New("console: Config.API is required")
 	}
@@ -104,7 +104,7 @@ func newConsole(cfg Config) (*Console, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger}
+	c := &handler{cfg: cfg, log: cfg.Logger}
 	if cfg.SigningKey != "" {
 		m := hmac.New(sha256.New, []byte(cfg.SigningKey))
 		m.Write([]byte("herald console session v1"))
@@ -123,13 +123,13 @@ func newConsole(cfg Config) (*Console, error) {
 	return c, nil
 }
 
-func (c *Console) routes() {
+func (c *handler) routes() {
 	m := http.NewServeMux()
 	static, _ := fs.Sub(staticFS, "static")
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET /login", c.handleLoginPage)
 	m.HandleFunc("POST /login", c.handleLogin)
-	m.HandleFunc("POST /logout", c.handleLogout)
+	m.Handle("POST /logout", c.action(c.handleLogout))
 
 	m.Handle("GET /{$}", c.page(c.handleEvents))
 	m.Handle("GET /stream", c.page(c.handleStream))
@@ -155,7 +155,7 @@ func (c *Console) routes() {
 }
 
 // ServeHTTP sets the security headers on every response and serves the page.
-func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (c *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 	h.Set("X-Frame-Options", "DENY")

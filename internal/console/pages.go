@@ -70,7 +70,7 @@ type sendForm struct {
 	SentID         string
 }
 
-func (c *Console) handleEvents(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleEvents(w http.ResponseWriter, r *http.Request) {
 	p := c.loadEvents(r)
 	p.Send = sendForm{Data: "{}"}
 	c.loadFunctionSummaries(r, &p)
@@ -79,7 +79,7 @@ func (c *Console) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 // loadFunctionSummaries lists the synced functions beside the stream, so
 // a first visit shows what events start what.
-func (c *Console) loadFunctionSummaries(r *http.Request, p *eventsPage) {
+func (c *handler) loadFunctionSummaries(r *http.Request, p *eventsPage) {
 	var fns list[functionJSON]
 	if err := c.call(r, http.MethodGet, "/v1/functions", nil, nil, &fns); err != nil {
 		return
@@ -105,12 +105,12 @@ func (c *Console) loadFunctionSummaries(r *http.Request, p *eventsPage) {
 }
 
 // handleStream serves the stream's rows alone; the page's script polls it.
-func (c *Console) handleStream(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleStream(w http.ResponseWriter, r *http.Request) {
 	p := c.loadEvents(r)
 	c.renderBlock(w, r, http.StatusOK, "events", "rows", p)
 }
 
-func (c *Console) loadEvents(r *http.Request) eventsPage {
+func (c *handler) loadEvents(r *http.Request) eventsPage {
 	q := r.URL.Query()
 	p := eventsPage{Query: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor")}
 	p.Live = p.Cursor == ""
@@ -177,7 +177,7 @@ func nonEmpty(v string) []string {
 }
 
 // handleGo opens the event with the id entered.
-func (c *Console) handleGo(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleGo(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimSpace(r.URL.Query().Get("id"))
 	if id == "" {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
@@ -199,7 +199,7 @@ type eventPage struct {
 // watched for them.
 const liveFor = 10 * time.Minute
 
-func (c *Console) handleEvent(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleEvent(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var ev one[eventJSON]
 	if err := c.call(r, http.MethodGet, path("v1", "events", id), nil, nil, &ev); err != nil {
@@ -228,7 +228,7 @@ func (c *Console) handleEvent(w http.ResponseWriter, r *http.Request) {
 // handleSend sends the form's event through POST /v1/events. The page's
 // script posts the form itself and swaps in the form it gets back, so the
 // stream keeps running; without the script the whole page comes back.
-func (c *Console) handleSend(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleSend(w http.ResponseWriter, r *http.Request) {
 	f := sendForm{Name: strings.TrimSpace(r.PostForm.Get("name")), Data: r.PostForm.Get("data"), ID: strings.TrimSpace(r.PostForm.Get("id")), Errors: map[string]string{}}
 	status := http.StatusOK
 	ev := map[string]any{"name": f.Name}
@@ -294,7 +294,7 @@ func fieldOf(msg string) (field, rule string) {
 }
 
 // apiFailed shows the API's refusal as a page.
-func (c *Console) apiFailed(w http.ResponseWriter, r *http.Request, err *apiError, back string) {
+func (c *handler) apiFailed(w http.ResponseWriter, r *http.Request, err *apiError, back string) {
 	status := err.Status
 	msg := err.Message
 	if err.Missing {
@@ -319,7 +319,7 @@ type functionsPage struct {
 	ReplayFrom string
 }
 
-func (c *Console) handleFunctions(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleFunctions(w http.ResponseWriter, r *http.Request) {
 	var fns list[functionJSON]
 	p := functionsPage{ReplayFrom: time.Now().UTC().Add(-time.Hour).Truncate(time.Second).Format(time.RFC3339)}
 	if err := c.call(r, http.MethodGet, "/v1/functions", nil, nil, &fns); err != nil {
@@ -345,7 +345,7 @@ func (c *Console) handleFunctions(w http.ResponseWriter, r *http.Request) {
 
 func functionKey(r *http.Request) (app, fn string) { return r.PathValue("app"), r.PathValue("fn") }
 
-func (c *Console) handleInvoke(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	app, fn := functionKey(r)
 	data := strings.TrimSpace(r.PostForm.Get("data"))
 	if data == "" {
@@ -370,7 +370,7 @@ func (c *Console) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/events/"+url.PathEscape(out.IDs[0]), http.StatusSeeOther)
 }
 
-func (c *Console) handlePause(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handlePause(w http.ResponseWriter, r *http.Request) {
 	app, fn := functionKey(r)
 	body := map[string]any{"cancel_running": r.PostForm.Get("cancel_running") == "on"}
 	if err := c.call(r, http.MethodPost, path("v1", "functions", app, fn, "pause"), nil, body, nil); err != nil {
@@ -380,7 +380,7 @@ func (c *Console) handlePause(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/functions#"+url.PathEscape(app+"/"+fn), http.StatusSeeOther)
 }
 
-func (c *Console) handleResume(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleResume(w http.ResponseWriter, r *http.Request) {
 	app, fn := functionKey(r)
 	if err := c.call(r, http.MethodPost, path("v1", "functions", app, fn, "resume"), nil, nil, nil); err != nil {
 		c.apiFailed(w, r, err, "/functions")
@@ -389,7 +389,7 @@ func (c *Console) handleResume(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/functions#"+url.PathEscape(app+"/"+fn), http.StatusSeeOther)
 }
 
-func (c *Console) handleReplay(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleReplay(w http.ResponseWriter, r *http.Request) {
 	app, fn := functionKey(r)
 	f := r.PostForm
 	body := map[string]any{"function_id": app + "/" + fn, "events": f.Get("events") == "on"}
@@ -411,7 +411,7 @@ func (c *Console) handleReplay(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/replays/"+url.PathEscape(out.ID), http.StatusSeeOther)
 }
 
-func (c *Console) handleReplayPage(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleReplayPage(w http.ResponseWriter, r *http.Request) {
 	var out one[replayJSON]
 	if err := c.call(r, http.MethodGet, path("v1", "replays", r.PathValue("id")), nil, nil, &out); err != nil {
 		c.apiFailed(w, r, err, "/functions")
@@ -431,7 +431,7 @@ type runsPage struct {
 
 var runStatuses = []string{wire.RunScheduled, wire.RunRunning, wire.RunCompleted, wire.RunFailed, wire.RunCancelled, wire.RunSkipped}
 
-func (c *Console) handleRuns(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleRuns(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p := runsPage{Function: q.Get("function_id"), Status: q.Get("status"), Cursor: q.Get("cursor"), Statuses: runStatuses}
 	var fns list[functionJSON]
@@ -453,7 +453,7 @@ func (c *Console) handleRuns(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "runs", p)
 }
 
-func (c *Console) handleRun(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleRun(w http.ResponseWriter, r *http.Request) {
 	var out one[runJSON]
 	if err := c.call(r, http.MethodGet, path("v1", "runs", r.PathValue("id")), nil, nil, &out); err != nil {
 		c.apiFailed(w, r, err, "/runs")
@@ -465,7 +465,7 @@ func (c *Console) handleRun(w http.ResponseWriter, r *http.Request) {
 	}{out.Data, wire.RunFinished(out.Data.Status)})
 }
 
-func (c *Console) handleCancel(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleCancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PostForm.Get("run_id")
 	if err := c.call(r, http.MethodDelete, path("v1", "runs", id), nil, nil, nil); err != nil {
 		c.apiFailed(w, r, err, "/runs/"+url.PathEscape(id))
@@ -474,7 +474,7 @@ func (c *Console) handleCancel(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/runs/"+url.PathEscape(id), http.StatusSeeOther)
 }
 
-func (c *Console) handleRerun(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleRerun(w http.ResponseWriter, r *http.Request) {
 	id := r.PostForm.Get("run_id")
 	body := map[string]any{}
 	if s := strings.TrimSpace(r.PostForm.Get("from_step")); s != "" {
@@ -499,7 +499,7 @@ type waitsPage struct {
 	Error        string
 }
 
-func (c *Console) handleWaits(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleWaits(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p := waitsPage{Function: q.Get("function_id"), Cursor: q.Get("cursor")}
 	var out list[waitJSON]
@@ -515,7 +515,7 @@ func (c *Console) handleWaits(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "waits", p)
 }
 
-func (c *Console) handleWebhooks(w http.ResponseWriter, r *http.Request) {
+func (c *handler) handleWebhooks(w http.ResponseWriter, r *http.Request) {
 	var out list[webhookJSON]
 	p := struct {
 		Webhooks []webhookJSON

@@ -158,13 +158,28 @@ func TestServeModeNeedsLogin(t *testing.T) {
 	require.NotContains(t, text, secretName)
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#key"), key),
-		chromedp.Click(chromedp.CSS("#login-submit")),
+		submit("#login-submit"),
 		chromedp.WaitVisible(chromedp.CSS("#payload")),
 	))
 	text, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
 	require.NoError(t, err)
 	require.Contains(t, text, secretName)
 	require.Contains(t, text, "4242-secret")
+	// The session cookie is out of the page's reach.
+	pageCookies, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`))
+	require.NoError(t, err)
+	require.Empty(t, pageCookies)
+
+	// Logging out ends the session in this browser.
+	require.NoError(t, chromedp.Do(ctx,
+		submit("#logout"),
+		chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		chromedp.Navigate(h.url+"/events/"+id),
+		chromedp.WaitVisible(chromedp.CSS("#login-form")),
+	))
+	text, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	require.NoError(t, err)
+	require.NotContains(t, text, secretName)
 }
 
 // Every console response carries a strict CSP and refuses framing; the API's

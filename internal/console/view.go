@@ -53,11 +53,11 @@ type errorPage struct {
 
 // render executes the page's layout (or, with block set, one of its blocks
 // alone, for the stream's polling) with data.
-func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
+func (c *handler) render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
 	c.renderBlock(w, r, status, page, "layout", data)
 }
 
-func (c *Console) renderBlock(w http.ResponseWriter, r *http.Request, status int, page, block string, data any) {
+func (c *handler) renderBlock(w http.ResponseWriter, r *http.Request, status int, page, block string, data any) {
 	session, _ := c.session(r)
 	v := view{Page: page, CSRF: c.csrfToken(session), Login: c.cfg.SigningKey != "", PollMS: c.cfg.PollInterval.Milliseconds(),
 		TemporalUI: c.cfg.TemporalUIURL, Namespace: c.cfg.TemporalNamespace, Data: data}
