@@ -76,7 +76,8 @@ func TestBrowserSendEventStreamAndRun(t *testing.T) {
 		dev.send(t, "demo/sms.requested", map[string]any{"to": "+15550100", "text": "hello"})
 		time.Sleep(3 * time.Second)
 	}
-	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(dev.url+"/"), chromedp.WaitVisible(chromedp.CSS(row))))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(dev.url+"/"), chromedp.WaitVisible(chromedp.CSS(row)),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#functions-panel").open = true`)))
 	screenshot(t, ctx, "console-events.png")
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(dev.url+"/functions"), chromedp.WaitVisible(chromedp.CSS(`section[data-function="demo/welcome-email"]`))))
 	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section[data-function="demo/nightly-report"]`)))
