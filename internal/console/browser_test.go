@@ -200,6 +200,15 @@ func TestBrowserPauseAndResume(t *testing.T) {
 			chromedp.WithPollingTimeout(20*time.Second)),
 	))
 
+	// The runs page lists it among the function's skipped runs, with why.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(dev.url+"/runs?"+url.Values{"function_id": {fn}, "status": {"Skipped"}}.Encode()),
+		chromedp.WaitVisible(chromedp.CSS("#runs")),
+	))
+	skipped, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#runs tr[data-status="Skipped"] .run-status`)))
+	require.NoError(t, err)
+	require.Regexp(t, `^Skipped: .*paused`, strings.TrimSpace(skipped))
+
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(dev.url+"/functions"),
 		submit(section+" button.resume"),

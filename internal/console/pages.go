@@ -434,12 +434,7 @@ var runStatuses = []string{wire.RunScheduled, wire.RunRunning, wire.RunCompleted
 func (c *handler) handleRuns(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p := runsPage{Function: q.Get("function_id"), Status: q.Get("status"), Cursor: q.Get("cursor"), Statuses: runStatuses}
-	var fns list[functionJSON]
-	if err := c.call(r, http.MethodGet, "/v1/functions", nil, nil, &fns); err == nil {
-		for _, f := range fns.Data {
-			p.Functions = append(p.Functions, f.ID)
-		}
-	}
+	p.Functions = c.functionIDs(r)
 	query := url.Values{"limit": {strconv.Itoa(pageSize)}, "cursor": nonEmpty(p.Cursor), "function_id": nonEmpty(p.Function), "status": nonEmpty(p.Status)}
 	var runs list[runJSON]
 	if err := c.call(r, http.MethodGet, "/v1/runs", query, nil, &runs); err != nil {
@@ -494,6 +489,7 @@ func (c *handler) handleRerun(w http.ResponseWriter, r *http.Request) {
 
 type waitsPage struct {
 	Function     string
+	Functions    []string
 	Waits        []waitJSON
 	Cursor, Next string
 	Error        string
@@ -501,7 +497,7 @@ type waitsPage struct {
 
 func (c *handler) handleWaits(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	p := waitsPage{Function: q.Get("function_id"), Cursor: q.Get("cursor")}
+	p := waitsPage{Function: q.Get("function_id"), Cursor: q.Get("cursor"), Functions: c.functionIDs(r)}
 	var out list[waitJSON]
 	query := url.Values{"limit": {strconv.Itoa(pageSize)}, "cursor": nonEmpty(p.Cursor), "function_id": nonEmpty(p.Function)}
 	if err := c.call(r, http.MethodGet, "/v1/waits", query, nil, &out); err != nil {
@@ -526,4 +522,18 @@ func (c *handler) handleWebhooks(w http.ResponseWriter, r *http.Request) {
 	}
 	p.Webhooks = out.Data
 	c.render(w, r, http.StatusOK, "webhooks", p)
+}
+
+// functionIDs lists the synced functions' ids for a filter, none when the
+// API cannot say.
+func (c *handler) functionIDs(r *http.Request) []string {
+	var fns list[functionJSON]
+	if err := c.call(r, http.MethodGet, "/v1/functions", nil, nil, &fns); err != nil {
+		return nil
+	}
+	ids := make([]string, len(fns.Data))
+	for i, f := range fns.Data {
+		ids[i] = f.ID
+	}
+	return ids
 }

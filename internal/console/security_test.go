@@ -44,13 +44,24 @@ var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // In serve mode (a signing key) no page or action works without logging in:
 // each redirects to the login and shows no data. The session cookie is not
 // the key, and actions need the session's CSRF token.
-func TestServeModeNeedsLogin(t *testing.T) {
-	const key = "console-test-signing-key-3f9a"
-	h, err := startHerald(t.TempDir(), key)
+const (
+	serveKey   = "console-test-signing-key-3f9a"
+	secretName = "acme/secret.thing"
+)
+
+// startServe runs a Herald as `herald serve` runs it, with a signing key,
+// holding one event; it returns the Herald and the event's id.
+func startServe(t *testing.T) (*heraldProc, string) {
+	t.Helper()
+	h, err := startHerald(t.TempDir(), serveKey)
 	require.NoError(t, err)
 	t.Cleanup(h.stop)
-	const secretName = "acme/secret.thing"
-	id := h.send(t, secretName, map[string]any{"card": "4242-secret"})
+	return h, h.send(t, secretName, map[string]any{"card": "4242-secret"})
+}
+
+func TestServeModeNeedsLogin(t *testing.T) {
+	const key = serveKey
+	h, id := startServe(t)
 
 	c := noRedirects(nil)
 	for _, p := range []string{"/", "/stream", "/go?id=" + id, "/events/" + id, "/functions", "/runs", "/runs/x", "/waits", "/webhooks", "/replays/x", "/nowhere"} {
@@ -143,9 +154,15 @@ func TestServeModeNeedsLogin(t *testing.T) {
 	resp, _ = get(t, noRedirects(bad), h.url+"/")
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 
-	// In a browser: a page redirects to the login, shows nothing of the
-	// data, and the key leads back to the page.
+}
+
+// In a browser, in serve mode: a page redirects to the login and shows
+// nothing of the data, the key leads back to the page, the cookie is out of
+// the page's reach, and logging out ends the session.
+func TestBrowserServeModeLogin(t *testing.T) {
+	const key = serveKey
 	ctx := tab(t, 30*time.Second)
+	h, id := startServe(t)
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(h.url+"/events/"+id),
 		chromedp.WaitVisible(chromedp.CSS("#login-form")),
