@@ -113,8 +113,9 @@ func TestBrowserRunsWaitsWebhooksAndActions(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#cancel-run")),
 		submit("#cancel-run"),
 	))
-	runURL := dev.url + "/runs/" + url.PathEscape(onboarding.RunID)
-	reloadUntil(t, ctx, runURL, `document.querySelector(".run-status").textContent.trim() === "Cancelled"`, 30*time.Second)
+	// The page refreshes the run until it ends.
+	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector(".run-status").textContent.trim() === "Cancelled"`, chromedp.WithPollingTimeout(30*time.Second)))
+	require.NoError(t, err, "the run page did not show the run Cancelled")
 
 	// Rerun a completed run: a new run that names the old one.
 	var welcome runOut

@@ -21,6 +21,10 @@ func TestBrowserSendEventStreamAndRun(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#stream")),
 		// A page load would drop this global: it proves no reload happened.
 		chromedp.Evaluate[chromedp.Void](`window.heraldTestMarker = "same page"`),
+		// Script errors and CSP violations from here on are collected.
+		chromedp.Evaluate[chromedp.Void](`window.heraldProblems = [];
+			window.addEventListener("error", e => window.heraldProblems.push("error: " + e.message));
+			document.addEventListener("securitypolicyviolation", e => window.heraldProblems.push("csp: " + e.violatedDirective))`),
 		chromedp.Click(chromedp.CSS("#send-panel > summary")),
 		chromedp.SetValue(chromedp.CSS("#send-name"), "demo/user.signup"),
 		chromedp.SetValue(chromedp.CSS("#send-data"), `{"userId": "u-console", "email": "console@example.com"}`),
@@ -41,6 +45,9 @@ func TestBrowserSendEventStreamAndRun(t *testing.T) {
 	name, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(row+` a.event-name`)))
 	require.NoError(t, err)
 	require.Equal(t, "demo/user.signup", strings.TrimSpace(name))
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.heraldProblems`))
+	require.NoError(t, err)
+	require.Empty(t, problems, "the stream and the send form raised script errors or CSP violations")
 
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(row+` a.event-name`)),

@@ -454,10 +454,15 @@ func (c *handler) handleRun(w http.ResponseWriter, r *http.Request) {
 		c.apiFailed(w, r, err, "/runs")
 		return
 	}
-	c.render(w, r, http.StatusOK, "run", struct {
+	p := struct {
 		Run      runJSON
 		Finished bool
-	}{out.Data, wire.RunFinished(out.Data.Status)})
+	}{out.Data, wire.RunFinished(out.Data.Status)}
+	if r.URL.Query().Get("part") == "body" {
+		c.renderBlock(w, r, http.StatusOK, "run", "runbody", p)
+		return
+	}
+	c.render(w, r, http.StatusOK, "run", p)
 }
 
 func (c *handler) handleCancel(w http.ResponseWriter, r *http.Request) {
