@@ -140,7 +140,9 @@ func benchE2E(ctx context.Context, topo *prodtest.Topology, tc client.Client, di
 	shim := start(filepath.Join(dir, "shim.log"), e2ebase, "-serve", shimAddr, "-addr", topo.Temporal)
 	time.Sleep(time.Second)
 	before := rowsWritten(ctx, topo, dbs)
+	shimCPUBefore := cpuNow(topo)
 	s := runTool(e2ebase, "-post", "http://"+shimAddr+"/e/x", "-n", strconv.Itoa(n), "-type", "ShimWelcome", "-addr", topo.Temporal)
+	shimCPU := cpuNow(topo).minus(shimCPUBefore)
 	shimTemporalRows := rowsWritten(ctx, topo, dbs) - before
 	stop(shim)
 
@@ -164,7 +166,9 @@ func benchE2E(ctx context.Context, topo *prodtest.Topology, tc client.Client, di
 	report("prod_temporal_db_rows_per_run_shim", float64(shimTemporalRows)/float64(n), "rows written in Temporal's databases per run")
 	report("prod_temporal_db_rows_per_run_herald", float64(heraldTemporalRows)/float64(n), "rows written in Temporal's databases per run")
 	report("prod_cpu_ms_per_run_herald", 1000*cpu.herald/float64(n), "ms of CPU in the two herald serve replicas per event and its run")
+	report("prod_cpu_ms_per_run_temporal_shim", 1000*shimCPU.temporal/float64(n), "ms of CPU in the Temporal server per run of the shim")
 	report("prod_cpu_ms_per_run_temporal", 1000*cpu.temporal/float64(n), "ms of CPU in the Temporal server per run")
+	report("prod_cpu_ms_per_run_postgres_shim", 1000*shimCPU.postgres/float64(n), "ms of CPU in PostgreSQL per run of the shim (upper bound: a shared server)")
 	report("prod_cpu_ms_per_run_postgres", 1000*cpu.postgres/float64(n), "ms of CPU in PostgreSQL per run (Herald's and Temporal's databases; upper bound: a shared server)")
 }
 
