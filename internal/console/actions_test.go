@@ -92,6 +92,14 @@ func TestBrowserRunsWaitsWebhooksAndActions(t *testing.T) {
 	require.Contains(t, text, "demo/onboarding")
 	require.Contains(t, text, "demo/user.activated")
 	require.Contains(t, text, "await-activation")
+	// A wait links to its run.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`main table tbody tr td a`)),
+		chromedp.WaitVisible(chromedp.CSS("#run-body")),
+	))
+	heading, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1")))
+	require.NoError(t, err)
+	require.Equal(t, "Run of demo/onboarding", strings.TrimSpace(heading))
 
 	// Runs: filtered by function and status; cancel the waiting run.
 	var onboarding runOut

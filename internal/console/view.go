@@ -102,6 +102,14 @@ var funcs = template.FuncMap{
 		return "status-" + strings.ToLower(s)
 	},
 	"ms": func(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() },
+	// skipReason is a skipped run's reason without the "skipped: " the
+	// router starts it with: the page already says Skipped.
+	"skipReason": func(reason string) string {
+		if len(reason) > 9 && strings.EqualFold(reason[:9], "skipped: ") {
+			return reason[9:]
+		}
+		return reason
+	},
 }
 
 func fmtTime(t time.Time) string {
