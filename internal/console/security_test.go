@@ -278,7 +278,23 @@ func TestEventsPagesFiltersAndGoesTo(t *testing.T) {
 	resp, _ := get(t, c, dev.url+"/go?id="+url.QueryEscape(first))
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Equal(t, "/events/"+first, resp.Header.Get("Location"))
-	resp, body := get(t, c, dev.url+"/events/no-such-event")
+	// Ids are the sender's: "/", "?" and "%" survive the links.
+	const oddID = "ord/1?x=%41 #1"
+	status, raw := dev.api(t, http.MethodPost, "/e/test", map[string]any{"name": "demo/odd.id", "id": oddID, "data": map[string]any{}})
+	require.Equal(t, http.StatusOK, status, string(raw))
+	resp, _ = get(t, c, dev.url+"/go?id="+url.QueryEscape(oddID))
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	resp, body := get(t, c, dev.url+resp.Header.Get("Location"))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<dd class="mono" id="event-id">ord/1?x=%41 #1</dd>`)
+	_, page = get(t, c, dev.url+"/?q=demo/odd.id")
+	link := regexp.MustCompile(`<a href="([^"]+)" class="event-name">demo/odd.id</a>`).FindStringSubmatch(page)
+	require.NotNil(t, link)
+	resp, body = get(t, c, dev.url+link[1])
+	require.Equal(t, http.StatusOK, resp.StatusCode, link[1])
+	require.Contains(t, body, `id="event-id">ord/1?x=%41 #1<`)
+
+	resp, body = get(t, c, dev.url+"/events/no-such-event")
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 	require.Contains(t, body, `no event with id`)
 }
