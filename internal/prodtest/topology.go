@@ -86,7 +86,6 @@ type Topology struct {
 
 	temporal    *Proc
 	temporalEnv []string
-	starts      int
 	admin       string // URL of the database the test connects to
 	pgUser      string
 	pgPassword  string
@@ -389,7 +388,6 @@ func freeLowPort(taken map[int]bool) (int, error) {
 // StartTemporal starts the Temporal server (again, after KillTemporal, on
 // the same ports and databases) and waits until its frontend is healthy.
 func (t *Topology) StartTemporal(ctx context.Context) error {
-	t.starts++
 	configDir := filepath.Join(t.o.RepoRoot, "deploy", "temporal", "config")
 	p, err := startProc("temporal", filepath.Join(t.o.Dir, "temporal.log"), t.temporalEnv, t.o.Bins.TemporalServer,
 		"--root", "/", "--config", configDir, "--env", "herald", "--allow-no-auth", "start")
