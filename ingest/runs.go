@@ -123,6 +123,9 @@ type FunctionJSON struct {
 	// Paused says whether the function is paused, and PausedAt since when.
 	Paused   bool       `json:"paused"`
 	PausedAt *time.Time `json:"paused_at"`
+	// Config is the function's whole configuration as synced: triggers,
+	// flow control, cancelOn, timeouts.
+	Config wire.FunctionConfig `json:"config"`
 }
 
 func toFunctionJSON(f store.Function) FunctionJSON {
@@ -133,7 +136,8 @@ func toFunctionJSON(f store.Function) FunctionJSON {
 		name = f.ID
 	}
 	out := FunctionJSON{ID: f.AppID + "/" + f.ID, AppID: f.AppID, Slug: f.ID, Name: name,
-		Version: f.Version, Triggers: fc.Triggers, Retries: fc.Retries, UpdatedAt: f.UpdatedAt.UTC(), Paused: f.PausedAt != nil}
+		Version: f.Version, Triggers: fc.Triggers, Retries: fc.Retries, UpdatedAt: f.UpdatedAt.UTC(), Paused: f.PausedAt != nil,
+		Config: fc}
 	if f.PausedAt != nil {
 		at := f.PausedAt.UTC()
 		out.PausedAt = &at

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -544,6 +545,26 @@ func (s *Server) handleReady(c *gin.Context) {
 	checks := map[string]func(context.Context) error{"store": s.cfg.Store.Ping}
 	for name, fn := range s.cfg.ReadyChecks {
 		checks[name] = fn
+	}
+	// ?check=store (repeatable) limits the answer to those checks: a load
+	// balancer asks whether a replica can accept events, which needs the
+	// store only (events wait in the outbox while Temporal is away).
+	if only := c.QueryArray("check"); len(only) > 0 {
+		some := make(map[string]func(context.Context) error, len(only))
+		for _, name := range only {
+			fn, ok := checks[name]
+			if !ok {
+				names := make([]string, 0, len(checks))
+				for n := range checks {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				writeError(c, http.StatusBadRequest, fmt.Sprintf("check: no check %q; the checks are %s", name, strings.Join(names, ", ")))
+				return
+			}
+			some[name] = fn
+		}
+		checks = some
 	}
 	// Concurrently, each with the whole deadline: a hanging store must not
 	// make a healthy Temporal look down.

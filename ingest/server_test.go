@@ -774,6 +774,16 @@ func TestReadyReportsFailingCheck(t *testing.T) {
 
 		// Not ready is not unhealthy.
 		require.Equal(t, http.StatusOK, b.get(t, "/healthz").status)
+
+		// A load balancer asks about the store only: events can be accepted.
+		r = b.get(t, "/readyz?check=store")
+		require.Equal(t, http.StatusOK, r.status)
+		require.JSONEq(t, `{"status":"ok","checks":{"store":"ok"}}`, string(r.body))
+		r = b.get(t, "/readyz?check=store&check=worker")
+		require.Equal(t, http.StatusServiceUnavailable, r.status)
+		r = b.get(t, "/readyz?check=nope")
+		require.Equal(t, http.StatusBadRequest, r.status)
+		require.Contains(t, string(r.body), "router, store, worker")
 	})
 }
 

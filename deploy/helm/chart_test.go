@@ -180,7 +180,7 @@ func TestRenderedManifests(t *testing.T) {
 	}, env)
 	require.Equal(t, "/healthz", get(c, "livenessProbe", "httpGet", "path"))
 	require.Equal(t, "http", get(c, "livenessProbe", "httpGet", "port"))
-	require.Equal(t, "/readyz", get(c, "readinessProbe", "httpGet", "path"))
+	require.Equal(t, "/readyz?check=store", get(c, "readinessProbe", "httpGet", "path"))
 	require.Equal(t, "http", get(c, "readinessProbe", "httpGet", "port"))
 	require.Equal(t, "http", get(c, "ports", 0, "name"))
 	require.EqualValues(t, 8288, get(c, "ports", 0, "containerPort"))
