@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/herald-run/herald/internal/faultload"
 	"github.com/herald-run/herald/internal/wire"
 )
 
@@ -31,7 +32,7 @@ type checkOpts struct {
 	temporal client.Client
 	app      string
 	event    string
-	load     *sender
+	load     *faultload.Sender
 	// wait bounds how long the runs may take to finish after the load.
 	wait time.Duration
 }
@@ -132,7 +133,7 @@ func check(t *testing.T, o checkOpts) outcome {
 	}
 	t.Logf("runs finished %s after the load stopped", time.Since(start).Round(100*time.Millisecond))
 
-	sent, acked := o.load.ledger()
+	sent, acked := o.load.Ledger()
 	fnKey := o.app + "/" + functionID
 	var out outcome
 	out.sent, out.acked, out.stored = len(sent), len(acked), len(st.stored)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/faultload"
 )
 
 // procStat returns the state and parent pid of process pid, from
@@ -160,25 +161,25 @@ func TestPostgresFrozen(t *testing.T) {
 	load.Stop()
 
 	requireStoreUnready(t, ready, "the freeze")
-	reqs := load.requests()
-	during := between(reqs, frozen, thawed)
-	t.Logf("requests: %d, %d during the freeze; during it by status: %v; all by status: %v", len(reqs), len(during), statusCounts(during), statusCounts(reqs))
+	reqs := load.Requests()
+	during := faultload.Between(reqs, frozen, thawed)
+	t.Logf("requests: %d, %d during the freeze; during it by status: %v; all by status: %v", len(reqs), len(during), faultload.StatusCounts(during), faultload.StatusCounts(reqs))
 	if len(during) == 0 {
 		t.Errorf("no request during the freeze")
 	}
 	var slowest503 time.Duration
 	n503 := 0
 	for _, r := range during {
-		finished := r.start.Add(r.latency)
-		if r.status == http.StatusServiceUnavailable {
+		finished := r.Start.Add(r.Latency)
+		if r.Status == http.StatusServiceUnavailable {
 			n503++
-			slowest503 = max(slowest503, r.latency)
+			slowest503 = max(slowest503, r.Latency)
 		}
 		switch {
-		case r.latency > maxLatency:
-			t.Errorf("request at %s during the freeze took %s (status %d %s), want at most %s", r.start.Sub(start).Round(time.Millisecond), r.latency.Round(time.Millisecond), r.status, r.err, maxLatency)
-		case finished.Before(thawed) && r.status != http.StatusServiceUnavailable:
-			t.Errorf("request at %s during the freeze: status %d, want 503 (%s)", r.start.Sub(start).Round(time.Millisecond), r.status, r.err)
+		case r.Latency > maxLatency:
+			t.Errorf("request at %s during the freeze took %s (status %d %s), want at most %s", r.Start.Sub(start).Round(time.Millisecond), r.Latency.Round(time.Millisecond), r.Status, r.Err, maxLatency)
+		case finished.Before(thawed) && r.Status != http.StatusServiceUnavailable:
+			t.Errorf("request at %s during the freeze: status %d, want 503 (%s)", r.Start.Sub(start).Round(time.Millisecond), r.Status, r.Err)
 		}
 	}
 	line := fmt.Sprintf("fault: %s: %d requests during the %s freeze, %d answered 503, the slowest 503 in %s (commit timeout %s)",

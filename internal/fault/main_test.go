@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herald-run/herald/internal/faultload"
 )
 
 var fullFlag = flag.Bool("fault.full", false, "run the full fault scenarios: longer load and a 30 s Temporal outage (also HERALD_FAULT_FULL=1)")
@@ -138,8 +140,8 @@ func newScenario(t *testing.T, name string) *scenario {
 }
 
 // sendLoad starts the scenario's load at targets.
-func (s *scenario) sendLoad(targets []string, failover bool, interval time.Duration) *sender {
-	l := startSender(senderOpts{targets: targets, failover: failover, event: s.event, prefix: s.name, interval: interval})
+func (s *scenario) sendLoad(targets []string, failover bool, interval time.Duration) *faultload.Sender {
+	l := faultload.Start(faultload.Options{Targets: targets, Failover: failover, EventKey: eventKey, Event: s.event, Prefix: s.name, Interval: interval})
 	s.t.Cleanup(l.Stop)
 	return l
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-run/herald/internal/faultload"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -45,11 +46,11 @@ func requireStoreUnready(t *testing.T, ready []readiness, during string) {
 
 // requireRecovery fails the test unless a request sent after since gets 200
 // within 30 s: ingest recovers by itself.
-func requireRecovery(t *testing.T, load *sender, since time.Time, event string) {
+func requireRecovery(t *testing.T, load *faultload.Sender, since time.Time, event string) {
 	t.Helper()
 	recovered := waitFor(30*time.Second, 100*time.Millisecond, func() bool {
-		for _, r := range between(load.requests(), since, time.Now()) {
-			if r.status == http.StatusOK {
+		for _, r := range faultload.Between(load.Requests(), since, time.Now()) {
+			if r.Status == http.StatusOK {
 				return true
 			}
 		}
@@ -132,16 +133,16 @@ func TestTemporalOutage(t *testing.T) {
 	time.Sleep(after)
 	load.Stop()
 
-	reqs := load.requests()
-	during := between(reqs, down, up)
-	t.Logf("requests: %d, %d during the outage; by status: %v", len(reqs), len(during), statusCounts(reqs))
+	reqs := load.Requests()
+	during := faultload.Between(reqs, down, up)
+	t.Logf("requests: %d, %d during the outage; by status: %v", len(reqs), len(during), faultload.StatusCounts(reqs))
 	if len(during) == 0 {
 		t.Errorf("no request during the outage")
 	}
 	for _, r := range reqs {
-		if r.status != http.StatusOK {
-			t.Errorf("request at %s (outage %s..%s): status %d %s", r.start.Sub(start).Round(time.Millisecond),
-				down.Sub(start).Round(time.Millisecond), up.Sub(start).Round(time.Millisecond), r.status, r.err)
+		if r.Status != http.StatusOK {
+			t.Errorf("request at %s (outage %s..%s): status %d %s", r.Start.Sub(start).Round(time.Millisecond),
+				down.Sub(start).Round(time.Millisecond), up.Sub(start).Round(time.Millisecond), r.Status, r.Err)
 		}
 	}
 	check(t, checkOpts{scenario: s.name, dbURL: dbURL, temporal: tc, app: s.app, event: s.event, load: load, wait: pick(90*time.Second, 300*time.Second)})
@@ -183,21 +184,21 @@ func TestPostgresOutage(t *testing.T) {
 	load.Stop()
 
 	requireStoreUnready(t, ready, "the outage")
-	reqs := load.requests()
-	during := between(reqs, down, up)
-	t.Logf("requests: %d, %d during the outage; during it by status: %v; all by status: %v", len(reqs), len(during), statusCounts(during), statusCounts(reqs))
+	reqs := load.Requests()
+	during := faultload.Between(reqs, down, up)
+	t.Logf("requests: %d, %d during the outage; during it by status: %v; all by status: %v", len(reqs), len(during), faultload.StatusCounts(during), faultload.StatusCounts(reqs))
 	if len(during) == 0 {
 		t.Errorf("no request during the outage")
 	}
 	var slowest time.Duration
 	for _, r := range during {
-		slowest = max(slowest, r.latency)
-		finished := r.start.Add(r.latency)
+		slowest = max(slowest, r.Latency)
+		finished := r.Start.Add(r.Latency)
 		switch {
-		case r.latency > maxLatency:
-			t.Errorf("request at %s during the outage took %s (status %d %s)", r.start.Sub(start).Round(time.Millisecond), r.latency.Round(time.Millisecond), r.status, r.err)
-		case finished.Before(up) && r.status != http.StatusServiceUnavailable:
-			t.Errorf("request at %s during the outage: status %d, want 503 (%s)", r.start.Sub(start).Round(time.Millisecond), r.status, r.err)
+		case r.Latency > maxLatency:
+			t.Errorf("request at %s during the outage took %s (status %d %s)", r.Start.Sub(start).Round(time.Millisecond), r.Latency.Round(time.Millisecond), r.Status, r.Err)
+		case finished.Before(up) && r.Status != http.StatusServiceUnavailable:
+			t.Errorf("request at %s during the outage: status %d, want 503 (%s)", r.Start.Sub(start).Round(time.Millisecond), r.Status, r.Err)
 		}
 	}
 	t.Logf("slowest request during the outage: %s", slowest.Round(time.Millisecond))

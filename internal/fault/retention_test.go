@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-run/herald/internal/faultload"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -113,11 +114,11 @@ func TestRetentionUnderLoad(t *testing.T) {
 		t.Errorf("%d acknowledged probe events are not stored, e.g. %v", len(lost), lost[:min(len(lost), 5)])
 	}
 
-	reqs := load.requests()
+	reqs := load.Requests()
 	t.Logf("ingest, %d-event requests back to back: before the backlog %s; while purging it %s; after %s",
 		probeBatch, idle, busy, after)
 	t.Logf("ingest, the steady load's requests: without purging %s; while purging %s",
-		latencies(between(reqs, start, backlogAt)), latencies(between(reqs, backlogAt, backlogPurged)))
+		latencies(faultload.Between(reqs, start, backlogAt)), latencies(faultload.Between(reqs, backlogAt, backlogPurged)))
 	t.Logf("load ran %s; every old row was purged %s before it stopped", loadStopped.Sub(start).Round(100*time.Millisecond),
 		loadStopped.Sub(backlogPurged).Round(100*time.Millisecond))
 	check(t, checkOpts{scenario: s.name, dbURL: dbURL, temporal: tc, app: s.app, event: s.event, load: load, wait: pick(90*time.Second, 300*time.Second)})
@@ -294,11 +295,11 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 }
 
 // latencies summarizes the latency of the acknowledged requests among reqs.
-func latencies(reqs []request) string {
+func latencies(reqs []faultload.Request) string {
 	var ls []time.Duration
 	for _, r := range reqs {
-		if r.status == http.StatusOK {
-			ls = append(ls, r.latency)
+		if r.Status == http.StatusOK {
+			ls = append(ls, r.Latency)
 		}
 	}
 	slices.Sort(ls)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-run/herald/internal/faultload"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -38,7 +39,7 @@ func TestServeKilledAndRestarted(t *testing.T) {
 	h = s.herald("herald-2", opts)
 
 	sleepUntil(start.Add(burstAt))
-	if !load.burst(h.url, burst) {
+	if !load.Burst(h.url, burst) {
 		t.Fatalf("the burst of %d events was not acknowledged", burst)
 	}
 	h.kill()
@@ -49,10 +50,10 @@ func TestServeKilledAndRestarted(t *testing.T) {
 
 	sleepUntil(start.Add(total))
 	load.Stop()
-	reqs := load.requests()
-	t.Logf("requests: %d, by status: %v", len(reqs), statusCounts(reqs))
+	reqs := load.Requests()
+	t.Logf("requests: %d, by status: %v", len(reqs), faultload.StatusCounts(reqs))
 
-	if statusCounts(reqs)[http.StatusOK] == len(reqs) {
+	if faultload.StatusCounts(reqs)[http.StatusOK] == len(reqs) {
 		t.Errorf("every request succeeded: the kills did not happen under load")
 	}
 	check(t, checkOpts{scenario: s.name, dbURL: dbURL, temporal: tc, app: s.app, event: s.event, load: load, wait: pick(90*time.Second, 300*time.Second)})
@@ -85,25 +86,25 @@ func TestReplicaKilled(t *testing.T) {
 	sleepUntil(start.Add(total))
 	load.Stop()
 
-	reqs := load.requests()
+	reqs := load.Requests()
 	var toA, toB int
-	for _, r := range between(reqs, start, killed) {
-		switch r.target {
+	for _, r := range faultload.Between(reqs, start, killed) {
+		switch r.Target {
 		case a.url:
 			toA++
 		case b.url:
 			toB++
 		}
 	}
-	t.Logf("before the kill: %d requests to replica-a, %d to replica-b; all requests by status: %v", toA, toB, statusCounts(reqs))
+	t.Logf("before the kill: %d requests to replica-a, %d to replica-b; all requests by status: %v", toA, toB, faultload.StatusCounts(reqs))
 	if toA == 0 || toB == 0 {
 		t.Errorf("the load was not split between the replicas: %d to a, %d to b", toA, toB)
 	}
 	// Once the sender has seen replica-a fail, the survivor answers everything.
-	after := between(reqs, killed.Add(500*time.Millisecond), time.Now())
+	after := faultload.Between(reqs, killed.Add(500*time.Millisecond), time.Now())
 	for _, r := range after {
-		if r.target != b.url || r.status != http.StatusOK {
-			t.Errorf("request at +%s after the kill to %s: status %d %s", r.start.Sub(killed).Round(time.Millisecond), r.target, r.status, r.err)
+		if r.Target != b.url || r.Status != http.StatusOK {
+			t.Errorf("request at +%s after the kill to %s: status %d %s", r.Start.Sub(killed).Round(time.Millisecond), r.Target, r.Status, r.Err)
 		}
 	}
 	if len(after) == 0 {

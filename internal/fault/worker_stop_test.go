@@ -9,6 +9,7 @@ import (
 	"time"
 
 	heraldsdk "github.com/herald-run/herald"
+	"github.com/herald-run/herald/internal/faultload"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -44,15 +45,15 @@ func (c *stepCounter) inFlightOn(pid int) map[string]stepReport {
 }
 
 // acks returns when each acknowledged event was acknowledged.
-func acks(load *sender) map[string]time.Time {
+func acks(load *faultload.Sender) map[string]time.Time {
 	out := map[string]time.Time{}
-	for _, r := range load.requests() {
-		if r.status != http.StatusOK {
+	for _, r := range load.Requests() {
+		if r.Status != http.StatusOK {
 			continue
 		}
-		for _, id := range r.ids {
+		for _, id := range r.IDs {
 			if _, ok := out[id]; !ok {
-				out[id] = r.start.Add(r.latency)
+				out[id] = r.Start.Add(r.Latency)
 			}
 		}
 	}

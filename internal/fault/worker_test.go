@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-run/herald/internal/faultload"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -128,11 +129,11 @@ func TestWorkerKilledMidStep(t *testing.T) {
 
 // requireStepsDone checks that the step of every acknowledged event
 // completed.
-func requireStepsDone(t *testing.T, c *stepCounter, load *sender) {
+func requireStepsDone(t *testing.T, c *stepCounter, load *faultload.Sender) {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, acked := load.ledger()
+	_, acked := load.Ledger()
 	for id := range acked {
 		if len(c.done[id]) == 0 {
 			t.Errorf("event %s: its step never completed (attempts %v)", id, c.attempts[id])

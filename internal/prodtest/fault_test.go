@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/herald-run/herald/internal/faultload"
 	"github.com/herald-run/herald/internal/wire"
 )
 
@@ -71,7 +72,7 @@ func TestTemporalKilled(t *testing.T) {
 	s := newFaultScenario(t, "temporal-kill")
 	s.worker()
 	targets := []string{topo.Replicas[0].URL, topo.Replicas[1].URL}
-	load := startSender(targets, false, s.event, s.name, 50*time.Millisecond)
+	load := faultload.Start(faultload.Options{Targets: targets, EventKey: EventKey, Event: s.event, Prefix: s.name, Interval: 50 * time.Millisecond})
 	t.Cleanup(load.Stop)
 	start := time.Now()
 	time.Sleep(3 * time.Second)
@@ -102,15 +103,15 @@ func TestTemporalKilled(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	load.Stop()
 
-	reqs := load.requests()
-	during := between(reqs, down, up)
-	t.Logf("requests: %d, %d while Temporal was down; by status: %v", len(reqs), len(during), statusCounts(reqs))
+	reqs := load.Requests()
+	during := faultload.Between(reqs, down, up)
+	t.Logf("requests: %d, %d while Temporal was down; by status: %v", len(reqs), len(during), faultload.StatusCounts(reqs))
 	if len(during) == 0 {
 		t.Errorf("no request while Temporal was down")
 	}
 	for _, r := range reqs {
-		if r.status != http.StatusOK {
-			t.Errorf("request at %s to %s: status %d %s", r.start.Sub(start).Round(time.Millisecond), r.target, r.status, r.err)
+		if r.Status != http.StatusOK {
+			t.Errorf("request at %s to %s: status %d %s", r.Start.Sub(start).Round(time.Millisecond), r.Target, r.Status, r.Err)
 		}
 	}
 	checkRuns(t, s, load, 4*time.Minute)
@@ -123,7 +124,7 @@ func TestReplicaKilled(t *testing.T) {
 	s := newFaultScenario(t, "replica-kill")
 	s.worker()
 	a, b := topo.Replicas[0], topo.Replicas[1]
-	load := startSender([]string{a.URL, b.URL}, true, s.event, s.name, 40*time.Millisecond)
+	load := faultload.Start(faultload.Options{Targets: []string{a.URL, b.URL}, Failover: true, EventKey: EventKey, Event: s.event, Prefix: s.name, Interval: 40 * time.Millisecond})
 	t.Cleanup(load.Stop)
 	start := time.Now()
 	time.Sleep(3 * time.Second)
@@ -138,27 +139,27 @@ func TestReplicaKilled(t *testing.T) {
 		}
 	})
 
-	reqs := load.requests()
+	reqs := load.Requests()
 	toA, toB := 0, 0
-	for _, r := range between(reqs, start, killed) {
-		switch r.target {
+	for _, r := range faultload.Between(reqs, start, killed) {
+		switch r.Target {
 		case a.URL:
 			toA++
 		case b.URL:
 			toB++
 		}
 	}
-	t.Logf("before the kill: %d requests to %s, %d to %s; all by status: %v", toA, a.Name, toB, b.Name, statusCounts(reqs))
+	t.Logf("before the kill: %d requests to %s, %d to %s; all by status: %v", toA, a.Name, toB, b.Name, faultload.StatusCounts(reqs))
 	if toA == 0 || toB == 0 {
 		t.Errorf("the load was not split between the replicas")
 	}
-	after := between(reqs, killed.Add(500*time.Millisecond), time.Now())
+	after := faultload.Between(reqs, killed.Add(500*time.Millisecond), time.Now())
 	if len(after) == 0 {
 		t.Errorf("no request after the kill")
 	}
 	for _, r := range after {
-		if r.target != b.URL || r.status != http.StatusOK {
-			t.Errorf("request at +%s after the kill to %s: status %d %s", r.start.Sub(killed).Round(time.Millisecond), r.target, r.status, r.err)
+		if r.Target != b.URL || r.Status != http.StatusOK {
+			t.Errorf("request at +%s after the kill to %s: status %d %s", r.Start.Sub(killed).Round(time.Millisecond), r.Target, r.Status, r.Err)
 		}
 	}
 	checkRuns(t, s, load, 3*time.Minute)
@@ -277,7 +278,7 @@ func lookFault(ctx context.Context, pool *pgxpool.Pool, tc client.Client, s *fau
 
 // checkRuns waits until the scenario's runs have finished (at most wait),
 // checks the invariants and prints the fault: line.
-func checkRuns(t *testing.T, s *faultScenario, load *sender, wait time.Duration) {
+func checkRuns(t *testing.T, s *faultScenario, load *faultload.Sender, wait time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, topo.HeraldDB)
@@ -310,7 +311,7 @@ func checkRuns(t *testing.T, s *faultScenario, load *sender, wait time.Duration)
 	}
 	t.Logf("runs finished %s after the load stopped", time.Since(start).Round(100*time.Millisecond))
 
-	sent, acked := load.ledger()
+	sent, acked := load.Ledger()
 	problems := map[string][]string{}
 	add := func(kind, id string) { problems[kind] = append(problems[kind], id) }
 	lost := map[string]bool{}
