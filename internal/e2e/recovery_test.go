@@ -385,3 +385,44 @@ func startReplica(t *testing.T, b *bundle) {
 		require.NoError(t, <-done)
 	})
 }
+
+// A replay of events runs the function for the stored events of the window
+// its triggers match now, whether or not they ran: here a trigger that was
+// wrong when the events came.
+func TestReplayOfEventsRunsATriggerFixedLater(t *testing.T) {
+	t.Parallel()
+	key := t.Name()
+	b := setup(t, setupOpts{}, chargeFn(herald.FunctionOpts{ID: "charge", Triggers: []herald.Trigger{herald.OnEvent("test/charge.typo")}}))
+	from := time.Now().Add(-time.Second)
+	ids := b.send(t, ev("test/charge", map[string]any{"key": key}), ev("test/charge", map[string]any{"key": key}), ev("test/other", map[string]any{"key": key}))
+	for _, id := range ids {
+		b.waitDispatched(t, id)
+		require.Empty(t, b.runs(t, id), "the wrong trigger ran nothing")
+	}
+
+	// The fix: the trigger now names the events that came.
+	w, err := herald.NewWorker(herald.WorkerOptions{App: b.app, HeraldURL: b.url, Client: b.temporal})
+	require.NoError(t, err)
+	require.NoError(t, w.Register(chargeFn(herald.FunctionOpts{ID: "charge", Triggers: []herald.Trigger{herald.OnEvent("test/charge")}})))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, w.Sync(ctx))
+
+	var bad struct {
+		Error string `json:"error"`
+	}
+	b.postJSON(t, "/v1/replays", map[string]any{"function_id": b.app + "/charge", "from": from.UnixMilli(), "events": true, "statuses": []string{"Failed"}}, http.StatusBadRequest, &bad)
+	require.Contains(t, bad.Error, "statuses")
+
+	job := b.replay(t, map[string]any{"function_id": b.app + "/charge", "from": from.UnixMilli(), "events": true})
+	require.Equal(t, store.JobCompleted, job.Status, job.Error)
+	require.Equal(t, int64(2), job.Matched, "the two events the trigger matches, not the other one")
+	require.Equal(t, int64(2), job.Started)
+	for _, id := range ids[:2] {
+		runs := b.waitRuns(t, id, 1)
+		require.Equal(t, "Completed", runs[0].Status, runs[0].Error)
+		require.Empty(t, runs[0].ReplayOf, "the event had no run to repeat")
+		require.Equal(t, job.ID, runs[0].ReplayID)
+	}
+	require.Empty(t, b.runs(t, ids[2]))
+}
