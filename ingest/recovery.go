@@ -268,6 +268,10 @@ func (s *Server) rerunFromStep(ctx context.Context, c *gin.Context, run store.Ru
 		writeError(c, http.StatusServiceUnavailable, "Temporal is not configured")
 		return
 	}
+	if run.Status == wire.RunSkipped {
+		writeError(c, http.StatusConflict, fmt.Sprintf("run %s was skipped (%s): it never started, so it has no steps; rerun it from the start", run.ID, run.Error))
+		return
+	}
 	// Running again before the reset, so the reset execution's outcome is
 	// recorded even if it ends before this handler returns.
 	if err := s.cfg.Store.ReopenRun(ctx, run.ID); err != nil {

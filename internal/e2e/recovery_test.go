@@ -170,6 +170,9 @@ func TestPauseSkipsThenResumeAndReplay(t *testing.T) {
 	require.Len(t, list.Data, 1)
 	require.True(t, list.Data[0].Paused, "GET /v1/functions shows the pause")
 	b.do(t, http.MethodPost, "/v1/functions/"+b.app+"/nope/pause", nil, http.StatusNotFound, nil)
+	var bad struct {
+		Error string `json:"error"`
+	}
 
 	from := time.Now().Add(-time.Second)
 	id := b.send(t, ev("test/charge", map[string]any{"key": key}))[0]
@@ -202,6 +205,9 @@ func TestPauseSkipsThenResumeAndReplay(t *testing.T) {
 	runs = b.waitRuns(t, id, 2)
 	require.Equal(t, "Completed", runs[1].Status, runs[1].Error)
 	require.Equal(t, runs[0].RunID, runs[1].ReplayOf)
+	// A skipped run has no steps to rerun from.
+	b.postJSON(t, "/v1/runs/"+runs[0].RunID+"/rerun", map[string]any{"from_step": "charge"}, http.StatusConflict, &bad)
+	require.Contains(t, bad.Error, "never started")
 
 	// New events run again.
 	id2 := b.send(t, ev("test/charge", map[string]any{"key": key}))[0]
