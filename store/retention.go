@@ -38,10 +38,14 @@ type PurgeCounts struct {
 	RunLinks int64
 	// Cancellations is the number of finished bulk cancellations deleted.
 	Cancellations int64
+	// Replays is the number of finished replays deleted.
+	Replays int64
 }
 
 // Total is the number of rows deleted, all tables together.
-func (c PurgeCounts) Total() int64 { return c.Events + c.Runs + c.RunLinks + c.Cancellations }
+func (c PurgeCounts) Total() int64 {
+	return c.Events + c.Runs + c.RunLinks + c.Cancellations + c.Replays
+}
 
 // Add adds o's counts to c's.
 func (c *PurgeCounts) Add(o PurgeCounts) {
@@ -49,6 +53,7 @@ func (c *PurgeCounts) Add(o PurgeCounts) {
 	c.Runs += o.Runs
 	c.RunLinks += o.RunLinks
 	c.Cancellations += o.Cancellations
+	c.Replays += o.Replays
 }
 
 // More reports whether a Purge call with this batch size may have left rows
@@ -56,5 +61,5 @@ func (c *PurgeCounts) Add(o PurgeCounts) {
 // have no batch of their own.)
 func (c PurgeCounts) More(batch int) bool {
 	n := int64(batch)
-	return c.Events >= n || c.Runs >= n || c.Cancellations >= n
+	return c.Events >= n || c.Runs >= n || c.Cancellations >= n || c.Replays >= n
 }

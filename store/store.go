@@ -131,8 +131,8 @@ type Driver interface {
 	//     through a batch link; a pending event is never purged;
 	//   - runs that finished (Completed, Failed, Cancelled or Skipped) and
 	//     ended before before, with their batch links;
-	//   - bulk cancellations that finished (Completed or Failed) and were
-	//     last updated before before.
+	//   - bulk cancellations and replays that finished (Completed or
+	//     Failed) and were last updated before before.
 	// Apps, functions and webhook sources are never purged; waits and flow
 	// state have their own purges (PurgeWaits, PurgeFlowState). Where rows
 	// are locked (PostgreSQL), rows another replica's purge or a claim holds

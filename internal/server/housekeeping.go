@@ -84,6 +84,7 @@ const (
 	purgedRuns          = "runs"
 	purgedRunLinks      = "run_events"
 	purgedCancellations = "cancellations"
+	purgedReplays       = "replays"
 	purgedWaits         = "waits"
 	purgedFlowState     = "flow_state"
 )
@@ -123,14 +124,14 @@ func newHousekeeping(cfg Housekeeping, st store.Driver, jobs jobTaker, reg prome
 		}),
 		purged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_purged_rows_total",
-			Help: "Rows this process purged, by table: events, runs, run_events (batch links) and cancellations past the retention; waits finished an hour ago; flow_state (expired idempotency keys, idle limiters).",
+			Help: "Rows this process purged, by table: events, runs, run_events (batch links), cancellations and replays past the retention; waits finished an hour ago; flow_state (expired idempotency keys, idle limiters).",
 		}, []string{"table"}),
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_jobs_taken_over_total",
 			Help: "Bulk cancellations this process took over from a replica that stopped renewing their lease.",
 		}),
 	}
-	for _, table := range []string{purgedEvents, purgedRuns, purgedRunLinks, purgedCancellations, purgedWaits, purgedFlowState} {
+	for _, table := range []string{purgedEvents, purgedRuns, purgedRunLinks, purgedCancellations, purgedReplays, purgedWaits, purgedFlowState} {
 		h.purged.WithLabelValues(table)
 	}
 	reg.MustRegister(h.outbox, h.waits, h.unindexed, h.purged, h.takeovers)
@@ -224,6 +225,7 @@ func (h *housekeeping) purgeRound(ctx context.Context) store.PurgeCounts {
 		h.purged.WithLabelValues(purgedRuns).Add(float64(n.Runs))
 		h.purged.WithLabelValues(purgedRunLinks).Add(float64(n.RunLinks))
 		h.purged.WithLabelValues(purgedCancellations).Add(float64(n.Cancellations))
+		h.purged.WithLabelValues(purgedReplays).Add(float64(n.Replays))
 		if err != nil {
 			if ctx.Err() == nil {
 				h.log.Warn("retention: purge failed; the next round retries", "err", err)
@@ -235,7 +237,7 @@ func (h *housekeeping) purgeRound(ctx context.Context) store.PurgeCounts {
 		}
 	}
 	h.log.Debug("retention: purge round", "before", before.UTC(), "events", total.Events, "runs", total.Runs,
-		"run_events", total.RunLinks, "cancellations", total.Cancellations, "batches", batches, "took", time.Since(start))
+		"run_events", total.RunLinks, "cancellations", total.Cancellations, "replays", total.Replays, "batches", batches, "took", time.Since(start))
 	return total
 }
 

@@ -128,7 +128,7 @@ func TestPurgeRound(t *testing.T) {
 			require.Equal(t, store.PurgeCounts{}, h.purgeRound(ctx))
 
 			// Every table has its series from the start.
-			for _, table := range []string{"runs", "run_events", "cancellations", "waits", "flow_state"} {
+			for _, table := range []string{"runs", "run_events", "cancellations", "replays", "waits", "flow_state"} {
 				require.Contains(t, metrics(reg), `herald_purged_rows_total{table="`+table+`"} 0`+"\n")
 			}
 		})

@@ -45,6 +45,14 @@ links AS (DELETE FROM run_events WHERE run_id = ANY((SELECT ids FROM doomed)::te
 gone AS (DELETE FROM runs WHERE id = ANY((SELECT ids FROM doomed)::text[]) RETURNING 1)
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM links)`
 
+	// purgeReplaysSQL: finished replays last updated before $1.
+	purgeReplaysSQL = `
+DELETE FROM replays WHERE id = ANY(ARRAY(
+    SELECT id FROM replays
+     WHERE status <> 'Running' AND updated_at < $1
+     ORDER BY updated_at
+     LIMIT $2 FOR UPDATE SKIP LOCKED))`
+
 	// purgeCancellationsSQL: finished bulk cancellations last updated before $1.
 	purgeCancellationsSQL = `
 DELETE FROM cancellations WHERE id = ANY(ARRAY(
@@ -82,6 +90,11 @@ func (d *Driver) Purge(ctx context.Context, before time.Time, batch int) (store.
 			return fmt.Errorf("cancellations: %w", err)
 		}
 		n.Cancellations = tag.RowsAffected()
+		tag, err = tx.Exec(ctx, purgeReplaysSQL, before, batch)
+		if err != nil {
+			return fmt.Errorf("replays: %w", err)
+		}
+		n.Replays = tag.RowsAffected()
 		return nil
 	})
 	if err != nil {

@@ -39,6 +39,10 @@ func TestPurgeUsesIndexes(t *testing.T) {
 		        CASE WHEN g % 10 = 0 THEN NULL ELSE now() - g * interval '1 second' END
 		   FROM generate_series(1, 20000) g`,
 		`INSERT INTO run_events (run_id, event_id) SELECT 'r' || g, 'x' || g FROM generate_series(1, 20000, 7) g`,
+		`INSERT INTO replays (id, app_id, function_id, from_at, to_at, status, created_at, updated_at, heartbeat_at)
+		 SELECT 'p' || g, 'a', 'f', now(), now(), CASE WHEN g % 10 = 0 THEN 'Running' ELSE 'Completed' END,
+		        now() - g * interval '1 minute', now() - g * interval '1 minute', now() - g * interval '1 minute'
+		   FROM generate_series(1, 20000) g`,
 		`INSERT INTO cancellations (id, app_id, function_id, status, created_at, updated_at, heartbeat_at)
 		 SELECT 'c' || g, 'a', 'f', CASE WHEN g % 10 = 0 THEN 'Running' ELSE 'Completed' END,
 		        now() - g * interval '1 minute', now() - g * interval '1 minute', now() - g * interval '1 minute'
@@ -57,6 +61,7 @@ func TestPurgeUsesIndexes(t *testing.T) {
 		"events":        {purgeEventsSQL, []string{"events_dispatched_received_idx", "events_pkey"}, []string{"events", "runs"}},
 		"runs":          {purgeRunsSQL, []string{"runs_ended_idx", "runs_pkey", "run_events_run_idx"}, []string{"runs", "run_events"}},
 		"cancellations": {purgeCancellationsSQL, []string{"cancellations_finished_idx", "cancellations_pkey"}, []string{"cancellations"}},
+		"replays":       {purgeReplaysSQL, []string{"replays_finished_idx", "replays_pkey"}, []string{"replays"}},
 	} {
 		for _, mode := range []string{"auto", "force_generic_plan"} {
 			plan := explainPurge(t, ctx, d, mode, c.sql, cutoff)

@@ -39,6 +39,13 @@ DELETE FROM runs WHERE rowid IN (
 RETURNING id`
 	purgeRunLinksSQL = `DELETE FROM run_events WHERE run_id IN (SELECT value FROM json_each(?))`
 
+	// purgeReplaysSQL: finished replays last updated before ?1.
+	purgeReplaysSQL = `
+DELETE FROM replays WHERE rowid IN (
+    SELECT rowid FROM replays WHERE status <> 'Running' AND updated_at < ?1
+     ORDER BY updated_at
+     LIMIT ?2)`
+
 	// purgeCancellationsSQL: finished bulk cancellations last updated before ?1.
 	purgeCancellationsSQL = `
 DELETE FROM cancellations WHERE rowid IN (
@@ -73,6 +80,9 @@ func (d *Driver) Purge(ctx context.Context, before time.Time, batch int) (store.
 		}
 		if n.Cancellations, err = execCount(ctx, tx, purgeCancellationsSQL, at, batch); err != nil {
 			return fmt.Errorf("cancellations: %w", err)
+		}
+		if n.Replays, err = execCount(ctx, tx, purgeReplaysSQL, at, batch); err != nil {
+			return fmt.Errorf("replays: %w", err)
 		}
 		return nil
 	})

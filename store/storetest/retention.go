@@ -144,13 +144,29 @@ func testPurge(t *testing.T, s store.Driver) {
 	} {
 		require.NoError(t, s.SaveCancellation(ctx(t), c))
 	}
+	for _, r := range []store.Replay{
+		{ID: "p-old-completed", Status: store.JobCompleted, UpdatedAt: old},
+		{ID: "p-old-running", Status: store.JobRunning, UpdatedAt: old},
+		{ID: "p-at-cutoff", Status: store.JobFailed, UpdatedAt: cutoff},
+	} {
+		r.AppID, r.FunctionID, r.From, r.To, r.CreatedAt, r.HeartbeatAt = "app", "f", old, old, old, old
+		require.NoError(t, s.SaveReplay(ctx(t), r))
+	}
 	// Configuration, however old, is never purged.
 	syncApp(t, s, "app", function("f", `{"v":1}`))
 	hook := webhook("wh_old", "old")
 	hook.CreatedAt, hook.UpdatedAt = old.Add(-1000*time.Hour), old.Add(-1000*time.Hour)
 	require.NoError(t, s.CreateWebhook(ctx(t), hook))
 
-	require.Equal(t, store.PurgeCounts{Events: 4, Runs: 4, RunLinks: 3, Cancellations: 2}, purge(t, s, cutoff, 100))
+	require.Equal(t, store.PurgeCounts{Events: 4, Runs: 4, RunLinks: 3, Cancellations: 2, Replays: 1}, purge(t, s, cutoff, 100))
+	for id, kept := range map[string]bool{"p-old-completed": false, "p-old-running": true, "p-at-cutoff": true} {
+		_, err := s.GetReplay(ctx(t), id)
+		if kept {
+			require.NoError(t, err, "replay %s is kept", id)
+		} else {
+			require.ErrorIs(t, err, store.ErrNotFound, "replay %s is purged", id)
+		}
+	}
 
 	requireEvents(t, s, false, "old-done", "old-in-done-batch", "old-finished", "old-finished-late")
 	requireEvents(t, s, true, "old-pending", "old-running", "old-scheduled", "old-in-batch", "at-cutoff", "young")
@@ -182,8 +198,8 @@ func testPurge(t *testing.T, s store.Driver) {
 	requireEvents(t, s, true, "old-scheduled", "old-pending")
 
 	// A later cutoff takes what was younger.
-	require.Equal(t, store.PurgeCounts{Events: 1, Runs: 1, Cancellations: 1}, purge(t, s, cutoff.Add(time.Millisecond), 100),
-		"at-cutoff, r-at-cutoff and c-at-cutoff")
+	require.Equal(t, store.PurgeCounts{Events: 1, Runs: 1, Cancellations: 1, Replays: 1}, purge(t, s, cutoff.Add(time.Millisecond), 100),
+		"at-cutoff, r-at-cutoff, c-at-cutoff and p-at-cutoff")
 	requireEvents(t, s, false, "at-cutoff")
 	requireEvents(t, s, true, "young")
 	requireRuns(t, s, true, "r-young")
