@@ -201,8 +201,6 @@ type cancellationRun struct {
 	// job is the executor's state; its counts may be ahead of saved, the
 	// state last stored.
 	job, saved store.Cancellation
-	// lost is set when a renewal finds that the lease is gone.
-	lost atomic.Bool
 }
 
 // runCancellation works through the function's active runs, in id order,
@@ -217,29 +215,53 @@ type cancellationRun struct {
 // server closes (it hands its lease back so that another replica resumes it
 // at once).
 func (s *Server) runCancellation(parent context.Context, job store.Cancellation) {
+	r := &cancellationRun{s: s, job: job, saved: job}
+	s.runUnderLease(parent, store.JobCancellation, "bulk cancellation", job.ID, job.Owner, r.run, r.handBack, func() {
+		s.log.Info("bulk cancellation finished", "id", job.ID, "status", r.job.Status,
+			"matched", r.job.Matched, "cancelled", r.job.Cancelled, "error", r.job.Error)
+	})
+}
+
+// runUnderLease runs work, one executor's run of the background job id of
+// kind, under the lease owner holds: a goroutine renews the lease meanwhile
+// and stops work once the lease is lost. work returns nil when the job has
+// finished and that is saved (finished then reports it), and otherwise why
+// it stopped. When it stopped because the server closes, handBack hands the
+// lease back (the progress last saved, with its heartbeat at the epoch), so
+// that another replica resumes the job at once; it returns that progress's
+// cursor. In every other case the job is resumed once its lease is stale.
+func (s *Server) runUnderLease(parent context.Context, kind store.JobKind, what, id, owner string,
+	work func(context.Context) error, handBack func(context.Context) (cursor string, err error), finished func()) {
 	lease := s.cfg.Jobs.WithDefaults()
 	ctx, stop := context.WithCancel(parent)
-	r := &cancellationRun{s: s, job: job, saved: job}
-	var renewing sync.WaitGroup
+	var (
+		lost     atomic.Bool
+		renewing sync.WaitGroup
+	)
 	renewing.Add(1)
 	go func() {
 		defer renewing.Done()
-		s.renewLease(ctx, store.JobCancellation, job.ID, job.Owner, lease.Heartbeat, &r.lost, stop)
+		s.renewLease(ctx, kind, id, owner, lease.Heartbeat, &lost, stop)
 	}()
-	err := r.run(ctx)
+	err := work(ctx)
 	stop()
 	renewing.Wait()
 	switch {
 	case err == nil:
-		s.log.Info("bulk cancellation finished", "id", job.ID, "status", r.job.Status,
-			"matched", r.job.Matched, "cancelled", r.job.Cancelled, "error", r.job.Error)
-	case r.lost.Load() || errors.Is(err, store.ErrLeaseLost):
-		s.log.Warn("bulk cancellation: another replica took the job over; stopping here", "id", job.ID)
+		finished()
+	case lost.Load() || errors.Is(err, store.ErrLeaseLost):
+		s.log.Warn(what+": another replica took the job over; stopping here", "id", id)
 	case parent.Err() != nil:
-		r.release()
+		hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cursor, err := handBack(hctx)
+		if err != nil {
+			s.log.Warn(what+": handing the job over failed; another replica resumes it once its lease is stale", "id", id, "err", err)
+			return
+		}
+		s.log.Info(what+": handed over to the other replicas as this one stops", "id", id, "cursor", cursor)
 	default:
-		s.log.Error("bulk cancellation: cannot save progress; stopping, to be resumed once the lease is stale",
-			"id", job.ID, "err", err)
+		s.log.Error(what+": cannot save progress; stopping, to be resumed once the lease is stale", "id", id, "err", err)
 	}
 }
 
@@ -362,20 +384,12 @@ func (r *cancellationRun) finish(ctx context.Context, status, msg string) error 
 	return r.save(sctx)
 }
 
-// release hands the lease back as the server closes: the job's heartbeat
-// goes back to the epoch, so the next replica that looks takes it over at
-// once, from the progress last saved.
-func (r *cancellationRun) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+// handBack saves the progress last saved with its heartbeat at the epoch:
+// the next replica that looks takes the job over at once.
+func (r *cancellationRun) handBack(ctx context.Context) (string, error) {
 	job := r.saved
 	job.HeartbeatAt = time.Unix(0, 0).UTC()
-	if err := r.s.cfg.Store.UpdateCancellation(ctx, job); err != nil {
-		r.s.log.Warn("bulk cancellation: handing the job over failed; another replica resumes it once its lease is stale",
-			"id", job.ID, "err", err)
-		return
-	}
-	r.s.log.Info("bulk cancellation: handed over to the other replicas as this one stops", "id", job.ID, "cursor", job.Cursor)
+	return job.Cursor, r.s.cfg.Store.UpdateCancellation(ctx, job)
 }
 
 // renewLease renews owner's lease of the job of kind with id every interval

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -186,7 +184,6 @@ type replayRun struct {
 	s          *Server
 	prg        *triggers.Program
 	job, saved store.Replay
-	lost       atomic.Bool
 }
 
 // runReplay works through the replay's window page by page. Before each item
@@ -197,37 +194,18 @@ type replayRun struct {
 // cancellation does: on losing its lease, on a store it cannot save to, or
 // when the server closes (handing its lease back).
 func (s *Server) runReplay(parent context.Context, job store.Replay) {
-	lease := s.cfg.Jobs.WithDefaults()
-	ctx, stop := context.WithCancel(parent)
 	r := &replayRun{s: s, job: job, saved: job}
-	var renewing sync.WaitGroup
-	renewing.Add(1)
-	go func() {
-		defer renewing.Done()
-		s.renewLease(ctx, store.JobReplay, job.ID, job.Owner, lease.Heartbeat, &r.lost, stop)
-	}()
-	err := r.run(ctx)
-	stop()
-	renewing.Wait()
-	switch {
-	case err == nil:
+	s.runUnderLease(parent, store.JobReplay, "replay", job.ID, job.Owner, r.run, r.handBack, func() {
 		s.log.Info("replay finished", "id", job.ID, "status", r.job.Status, "matched", r.job.Matched,
 			"started", r.job.Started, "skipped", r.job.Skipped, "error", r.job.Error)
-	case r.lost.Load() || errors.Is(err, store.ErrLeaseLost):
-		s.log.Warn("replay: another replica took the job over; stopping here", "id", job.ID)
-	case parent.Err() != nil:
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		saved := r.saved
-		saved.HeartbeatAt = time.Unix(0, 0).UTC()
-		if err := s.cfg.Store.UpdateReplay(ctx, saved); err != nil {
-			s.log.Warn("replay: handing the job over failed; another replica resumes it once its lease is stale", "id", job.ID, "err", err)
-			return
-		}
-		s.log.Info("replay: handed over to the other replicas as this one stops", "id", job.ID, "cursor", saved.Cursor)
-	default:
-		s.log.Error("replay: cannot go on; stopping, to be resumed once the lease is stale", "id", job.ID, "err", err)
-	}
+	})
+}
+
+// handBack saves the progress last saved with its heartbeat at the epoch.
+func (r *replayRun) handBack(ctx context.Context) (string, error) {
+	job := r.saved
+	job.HeartbeatAt = time.Unix(0, 0).UTC()
+	return job.Cursor, r.s.cfg.Store.UpdateReplay(ctx, job)
 }
 
 // splitCursor parses a replay's "<listing cursor>|<items done>".
