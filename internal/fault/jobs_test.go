@@ -70,7 +70,7 @@ func TestCancellationJobTakenOver(t *testing.T) {
 	}) {
 		t.Fatalf("the job did not progress on replica A: %+v", before)
 	}
-	a.kill()
+	a.Kill()
 	killed := time.Now()
 	var atKill struct {
 		status             string
@@ -93,7 +93,7 @@ func TestCancellationJobTakenOver(t *testing.T) {
 		t.Fatalf("the job is still Running %s after replica-a died: %+v", time.Since(killed).Round(time.Second), job)
 	}
 	t.Logf("the job %s on replica-b %s after the kill: matched=%d cancelled=%d", job.Status, time.Since(killed).Round(100*time.Millisecond), job.Matched, job.Cancelled)
-	if !b.logContains("taking over a job whose replica stopped renewing its lease") {
+	if !b.LogContains("taking over a job whose replica stopped renewing its lease") {
 		t.Errorf("replica-b's log does not show a takeover")
 	}
 
@@ -124,9 +124,9 @@ func startSleeperWorker(t *testing.T, s *scenario, heraldURL, temporal, event st
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.kill)
-	if !waitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.exited() || p.logContains("faultworker polling") }) || p.exited() {
-		t.Fatalf("worker did not start:\n%s", tail(p.logPath, 40))
+	t.Cleanup(p.Kill)
+	if !waitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || p.LogContains("faultworker polling") }) || p.Exited() {
+		t.Fatalf("worker did not start:\n%s", tail(p.LogPath, 40))
 	}
 	return p
 }

@@ -1,14 +1,12 @@
 package fault
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -22,81 +20,18 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/herald-run/herald/internal/pgcluster"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/temporaltest"
 	"github.com/herald-run/herald/internal/temporalx"
 )
 
-// proc is a subprocess the test owns. It runs in a process group of its own,
-// so a kill reaches everything it started, and the kernel sends it SIGKILL
-// if the test binary dies first (Pdeathsig), so a crashed or timed-out test
-// leaves nothing running.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-}
+// proc is a subprocess the test owns (see package subproc).
+type proc = subproc.Proc
 
 // startProc starts bin with args, appending its output to logPath. cred, when
 // set, runs it as another user.
 func startProc(name, logPath string, cred *syscall.Credential, env []string, bin string, args ...string) (*proc, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(f, "=== %s: start %s %s\n", time.Now().Format("15:04:05.000"), name, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
-	if err := cmd.Start(); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		err := cmd.Wait()
-		fmt.Fprintf(f, "=== %s: %s exited: %v\n", time.Now().Format("15:04:05.000"), name, err)
-		_ = f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// signal sends sig to the process group.
-func (p *proc) signal(sig syscall.Signal) {
-	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
-}
-
-// kill sends SIGKILL to the process group and waits for the process.
-func (p *proc) kill() {
-	p.signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// stop asks the process to stop with sig, and kills it after grace.
-func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
-	p.signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		p.kill()
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// logContains reports whether the process's log has a line containing s.
-func (p *proc) logContains(s string) bool {
-	raw, err := os.ReadFile(p.logPath)
-	return err == nil && strings.Contains(string(raw), s)
+	return subproc.Start(name, logPath, cred, env, bin, args...)
 }
 
 // dumpLogsOnFailure prints the tail of every log in dir when the test fails
@@ -114,23 +49,7 @@ func dumpLogsOnFailure(t *testing.T, dir string) {
 	})
 }
 
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(path string, n int) string { return subproc.Tail(path, n) }
 
 // baseEnv is the test's environment without Herald's variables, so a
 // developer's shell settings never leak into the processes under test.
@@ -218,10 +137,10 @@ func startHerald(t *testing.T, dir, name string, o heraldOpts) *herald {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.kill)
+	t.Cleanup(p.Kill)
 	h := &herald{proc: p, url: "http://" + o.addr}
 	healthy := waitFor(30*time.Second, 50*time.Millisecond, func() bool {
-		if p.exited() {
+		if p.Exited() {
 			return true
 		}
 		resp, err := http.Get(h.url + "/healthz")
@@ -231,8 +150,8 @@ func startHerald(t *testing.T, dir, name string, o heraldOpts) *herald {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	if !healthy || p.exited() {
-		t.Fatalf("%s did not start:\n%s", name, tail(p.logPath, 40))
+	if !healthy || p.Exited() {
+		t.Fatalf("%s did not start:\n%s", name, tail(p.LogPath, 40))
 	}
 	return h
 }
@@ -261,9 +180,9 @@ func startWorker(t *testing.T, dir, name string, o workerOpts) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.kill)
-	if !waitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.exited() || p.logContains("faultworker polling") }) || p.exited() {
-		t.Fatalf("%s did not start:\n%s", name, tail(p.logPath, 40))
+	t.Cleanup(p.Kill)
+	if !waitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || p.LogContains("faultworker polling") }) || p.Exited() {
+		t.Fatalf("%s did not start:\n%s", name, tail(p.LogPath, 40))
 	}
 	return p
 }
@@ -324,8 +243,8 @@ func (s *temporalServer) start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	for {
-		if p.exited() {
-			return fmt.Errorf("the Temporal dev server exited:\n%s", tail(p.logPath, 30))
+		if p.Exited() {
+			return fmt.Errorf("the Temporal dev server exited:\n%s", tail(p.LogPath, 30))
 		}
 		c, err := client.DialContext(ctx, client.Options{HostPort: s.hostPort, Namespace: "default", Logger: sdklog.NewStructuredLogger(quietLog)})
 		if err == nil {
@@ -342,7 +261,7 @@ func (s *temporalServer) start() error {
 			}
 		}
 		if ctx.Err() != nil {
-			p.kill()
+			p.Kill()
 			return fmt.Errorf("the Temporal dev server at %s did not answer: %w", s.hostPort, err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -352,7 +271,7 @@ func (s *temporalServer) start() error {
 // stop stops the server gracefully (so its database file is consistent).
 func (s *temporalServer) stop() {
 	if s.p != nil {
-		s.p.stop(syscall.SIGINT, 20*time.Second)
+		s.p.Stop(syscall.SIGINT, 20*time.Second)
 		s.p = nil
 	}
 }

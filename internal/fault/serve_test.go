@@ -33,7 +33,7 @@ func TestServeKilledAndRestarted(t *testing.T) {
 	start := time.Now()
 
 	sleepUntil(start.Add(steadyAt))
-	h.kill()
+	h.Kill()
 	t.Logf("killed herald-1 at %s (steady load), %d events pending", time.Since(start).Round(time.Millisecond), pending(t, dbURL, s.event))
 	time.Sleep(down)
 	h = s.herald("herald-2", opts)
@@ -42,7 +42,7 @@ func TestServeKilledAndRestarted(t *testing.T) {
 	if !load.Burst(h.url, burst) {
 		t.Fatalf("the burst of %d events was not acknowledged", burst)
 	}
-	h.kill()
+	h.Kill()
 	t.Logf("killed herald-2 at %s, just after a burst of %d events was acknowledged: %d events pending",
 		time.Since(start).Round(time.Millisecond), burst, pending(t, dbURL, s.event))
 	time.Sleep(down)
@@ -80,7 +80,7 @@ func TestReplicaKilled(t *testing.T) {
 	load := s.sendLoad([]string{a.url, b.url}, true, pick(40*time.Millisecond, 25*time.Millisecond))
 	start := time.Now()
 	sleepUntil(start.Add(killAt))
-	a.kill()
+	a.Kill()
 	killed := time.Now()
 	t.Logf("killed replica-a at %s", killed.Sub(start).Round(time.Millisecond))
 	sleepUntil(start.Add(total))

@@ -18,19 +18,16 @@ import (
 func sigterm(t *testing.T, p *proc, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	p.signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.Done():
 		return time.Since(start)
 	case <-time.After(limit):
-		t.Errorf("%s did not exit within %s of SIGTERM; killed", p.name, limit)
-		p.kill()
+		t.Errorf("%s did not exit within %s of SIGTERM; killed", p.Name, limit)
+		p.Kill()
 		return time.Since(start)
 	}
 }
-
-// pid is the process id of p, which faultworker's step reports as Worker.
-func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 // inFlightOn returns the attempts in flight on the worker with process id
 // pid, by event.
@@ -96,19 +93,19 @@ func TestWorkerSIGTERM(t *testing.T) {
 
 	// The replacement first, then SIGTERM to the old worker.
 	sleepUntil(start.Add(firstAt))
-	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w1.pid())) >= minSteps }) {
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w1.Pid())) >= minSteps }) {
 		t.Fatalf("fewer than %d steps in flight on worker-1 after 30s", minSteps)
 	}
 	w2 := s.worker("worker-2", h.url, ts.hostPort, wo)
-	n := len(counter.inFlightOn(w1.pid()))
+	n := len(counter.inFlightOn(w1.Pid()))
 	stops = append(stops, stop{"worker-1", n, sigterm(t, w1, grace+15*time.Second)})
 
 	// SIGTERM first, the replacement right after.
 	sleepUntil(start.Add(secondAt))
-	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w2.pid())) >= minSteps }) {
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w2.Pid())) >= minSteps }) {
 		t.Fatalf("fewer than %d steps in flight on worker-2 after 30s", minSteps)
 	}
-	n = len(counter.inFlightOn(w2.pid()))
+	n = len(counter.inFlightOn(w2.Pid()))
 	took := make(chan time.Duration, 1)
 	go func() { took <- sigterm(t, w2, grace+15*time.Second) }()
 	s.worker("worker-3", h.url, ts.hostPort, wo)
@@ -200,14 +197,14 @@ func TestWorkerStopTimeout(t *testing.T) {
 		bound = 10 * time.Second
 	)
 	load := s.sendLoad([]string{h.url}, false, pick(150*time.Millisecond, 100*time.Millisecond))
-	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w1.pid())) >= minSteps }) {
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w1.Pid())) >= minSteps }) {
 		t.Fatalf("fewer than %d steps in flight on worker-1 after 30s", minSteps)
 	}
 	// The replacement's steps take a second; in the full version 30 s,
 	// longer than the 20 s heartbeat timeout: they finish on their first
 	// attempt only if the worker's heartbeats keep them alive.
 	s.worker("worker-2", h.url, ts.hostPort, workerOpts{stepDuration: pick(time.Second, 30*time.Second), counterURL: counterURL})
-	inFlight := counter.inFlightOn(w1.pid())
+	inFlight := counter.inFlightOn(w1.Pid())
 	took := sigterm(t, w1, grace+15*time.Second)
 	exited := time.Now()
 	t.Logf("worker-1 got SIGTERM with %d minute-long steps in flight and exited %s later", len(inFlight), took.Round(time.Millisecond))
@@ -242,7 +239,7 @@ func TestWorkerStopTimeout(t *testing.T) {
 	for id, as := range counter.attempts {
 		on2 := 0
 		for _, a := range as {
-			if a.Worker != w1.pid() {
+			if a.Worker != w1.Pid() {
 				on2++
 			}
 		}

@@ -110,7 +110,7 @@ func TestWorkerKilledMidStep(t *testing.T) {
 		t.Fatalf("fewer than %d steps in flight after 30s", minSteps)
 	}
 	killed := counter.inFlight()
-	w.kill()
+	w.Kill()
 	t.Logf("killed worker-1 at %s with %d steps in flight", time.Since(start).Round(time.Millisecond), len(killed))
 	time.Sleep(time.Second)
 	s.worker("worker-2", h.url, ts.hostPort, wo)
@@ -215,7 +215,7 @@ func TestWorkerKilledDefaultTimeout(t *testing.T) {
 		t.Fatalf("fewer than %d steps in flight after 30s", minSteps)
 	}
 	killed := counter.inFlight()
-	w.kill()
+	w.Kill()
 	killedAt := time.Now()
 	t.Logf("killed worker-1 at %s with %d steps in flight", killedAt.Sub(start).Round(time.Millisecond), len(killed))
 	time.Sleep(time.Second)

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -538,18 +539,18 @@ func (t *Topology) startWorker() error {
 // databases the topology created.
 func (t *Topology) Stop() {
 	if t.Worker != nil {
-		t.Worker.Stop(10 * time.Second)
+		t.Worker.Stop(syscall.SIGTERM, 10*time.Second)
 	}
 	if t.LB != nil {
 		t.LB.Close()
 	}
 	for _, r := range t.Replicas {
 		if r.Proc != nil {
-			r.Stop(10 * time.Second)
+			r.Stop(syscall.SIGTERM, 10*time.Second)
 		}
 	}
 	if t.temporal != nil {
-		t.temporal.Stop(20 * time.Second)
+		t.temporal.Stop(syscall.SIGTERM, 20*time.Second)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

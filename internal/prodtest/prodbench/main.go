@@ -37,6 +37,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herald-run/herald/internal/prodtest"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -137,14 +138,17 @@ func benchE2E(ctx context.Context, topo *prodtest.Topology, tc client.Client, di
 	heraldDB := dbName(topo.HeraldDB)
 
 	shimAddr := freeAddr()
-	shim := start(filepath.Join(dir, "shim.log"), e2ebase, "-serve", shimAddr, "-addr", topo.Temporal)
+	shim, err := subproc.Start("e2ebase", filepath.Join(dir, "shim.log"), nil, os.Environ(), e2ebase, "-serve", shimAddr, "-addr", topo.Temporal)
+	if err != nil {
+		fatal("prodbench: %v", err)
+	}
 	time.Sleep(time.Second)
 	before := rowsWritten(ctx, topo, dbs)
 	shimCPUBefore := cpuNow(topo)
 	s := runTool(e2ebase, "-post", "http://"+shimAddr+"/e/x", "-n", strconv.Itoa(n), "-type", "ShimWelcome", "-addr", topo.Temporal)
 	shimCPU := cpuNow(topo).minus(shimCPUBefore)
 	shimTemporalRows := rowsWritten(ctx, topo, dbs) - before
-	stop(shim)
+	shim.Stop(syscall.SIGTERM, 20*time.Second)
 
 	before = rowsWritten(ctx, topo, dbs)
 	beforeHerald := rowsWritten(ctx, topo, []string{heraldDB})
@@ -371,35 +375,4 @@ func freeAddr() string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func start(logPath, bin string, args ...string) *proc {
-	f, err := os.Create(logPath)
-	if err != nil {
-		fatal("prodbench: %v", err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		fatal("prodbench: start %s: %v", bin, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
-	return p
-}
-
-func stop(p *proc) {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
 }
