@@ -27,6 +27,7 @@ import (
 	"github.com/herald-run/herald/internal/console"
 	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporaltest"
+	"github.com/herald-run/herald/internal/testlog"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store/sqlite"
 )
@@ -204,22 +205,7 @@ func (h *heraldProc) runs(t *testing.T, eventID string) []runOut {
 	return out.Data
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testlog.Buffer
 
 // The browser: one chromium for the package, a tab per test.
 var (

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/herald-run/herald/internal/server"
 	"github.com/herald-run/herald/internal/temporaltest"
 	"github.com/herald-run/herald/internal/testdb"
+	"github.com/herald-run/herald/internal/testlog"
 	"github.com/herald-run/herald/internal/wire"
 	"github.com/herald-run/herald/router"
 	"github.com/herald-run/herald/store"
@@ -232,23 +232,7 @@ func (b *bundle) eventsNamed(t *testing.T, name string) []ingest.EventJSON {
 	return out.Data
 }
 
-// syncBuffer collects a server's log for a failing test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testlog.Buffer
 
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

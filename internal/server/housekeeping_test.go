@@ -1,14 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herald-run/herald/internal/testdb"
+	"github.com/herald-run/herald/internal/testlog"
 	"github.com/herald-run/herald/store"
 	"github.com/herald-run/herald/store/postgres"
 	"github.com/herald-run/herald/store/sqlite"
@@ -62,23 +61,7 @@ func metrics(reg *prometheus.Registry) string {
 	return rec.Body.String()
 }
 
-// lockedBuffer is a log sink that the test reads while housekeeping writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testlog.Buffer
 
 // A retention round purges batch after batch until nothing is due, counts
 // what it purged in herald_purged_rows_total and logs one debug line.
