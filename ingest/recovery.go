@@ -60,6 +60,22 @@ func functionParam(v string, optional bool) (app, fn string, err error) {
 	return app, fn, nil
 }
 
+// listed answers for a failed listing (a cursor the API did not issue: 400;
+// the store: 503) and reports whether the listing succeeded.
+func (s *Server) listed(c *gin.Context, err error) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, store.ErrInvalidCursor):
+		writeError(c, http.StatusBadRequest, "cursor: not a cursor this API returned; start again without it")
+	default:
+		s.storeError(c, err)
+	}
+	return false
+}
+
+// limitParam parses a listing's limit query parameter (0: the default),
+// answering 400 itself when it is not one.
 func limitParam(c *gin.Context) (int, bool) {
 	v := c.Query("limit")
 	if v == "" {
@@ -67,7 +83,7 @@ func limitParam(c *gin.Context) (int, bool) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > store.MaxListLimit {
-		writeError(c, http.StatusBadRequest, fmt.Sprintf("limit: must be a whole number from 1 to %d", store.MaxListLimit))
+		writeError(c, http.StatusBadRequest, fmt.Sprintf("limit: must be an integer from 1 to %d", store.MaxListLimit))
 		return 0, false
 	}
 	return n, true
@@ -97,12 +113,7 @@ func (s *Server) handleListRuns(c *gin.Context) {
 		return
 	}
 	runs, next, err := s.cfg.Store.ListRuns(c.Request.Context(), f)
-	if errors.Is(err, store.ErrInvalidCursor) {
-		writeError(c, http.StatusBadRequest, "cursor: not a cursor this API returned; start again without it")
-		return
-	}
-	if err != nil {
-		s.storeError(c, err)
+	if !s.listed(c, err) {
 		return
 	}
 	out := make([]RunJSON, len(runs))
@@ -125,8 +136,7 @@ func (s *Server) handleListWaits(c *gin.Context) {
 		return
 	}
 	ws, next, err := s.cfg.Store.ListWaits(c.Request.Context(), f, time.Now())
-	if err != nil {
-		s.storeError(c, err)
+	if !s.listed(c, err) {
 		return
 	}
 	out := make([]WaitJSON, len(ws))

@@ -52,22 +52,13 @@ func (s *Server) handleListEvents(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, "received_before: "+err.Error())
 		return
 	}
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > store.MaxListLimit {
-			writeError(c, http.StatusBadRequest, fmt.Sprintf("limit: must be an integer from 1 to %d", store.MaxListLimit))
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = limitParam(c); !ok {
+		return
 	}
 	f.Cursor = c.Query("cursor")
 	events, next, err := s.cfg.Store.ListEvents(c.Request.Context(), f)
-	if errors.Is(err, store.ErrInvalidCursor) {
-		writeError(c, http.StatusBadRequest, "cursor: not a cursor this API returned; start again without it")
-		return
-	}
-	if err != nil {
-		s.storeError(c, err)
+	if !s.listed(c, err) {
 		return
 	}
 	out := make([]EventJSON, len(events))
