@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herald-run/herald/internal/faultload"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/wire"
 )
 
@@ -112,7 +113,7 @@ func check(t *testing.T, o checkOpts) outcome {
 	deadline := start.Add(o.wait)
 	var st *state
 	lastLog := start
-	waitFor(o.wait, time.Second, func() bool {
+	subproc.WaitFor(o.wait, time.Second, func() bool {
 		// Listing thousands of executions costs the server: only once the
 		// store is done, or at the deadline.
 		st = look(pool, o, time.Now().Add(time.Second).After(deadline))

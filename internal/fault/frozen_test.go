@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-run/herald/ingest"
 	"github.com/herald-run/herald/internal/faultload"
+	"github.com/herald-run/herald/internal/subproc"
 )
 
 // procStat returns the state and parent pid of process pid, from
@@ -104,7 +105,7 @@ func (c *pgCluster) freeze() (thaw func()) {
 	stop(pm)
 	// Until every child is stopped: a backend forked just before the
 	// postmaster stopped shows up in a second look.
-	ok := waitFor(5*time.Second, 10*time.Millisecond, func() bool {
+	ok := subproc.WaitFor(5*time.Second, 10*time.Millisecond, func() bool {
 		all := true
 		for _, pid := range append([]int{pm}, children(pm)...) {
 			stop(pid)

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-run/herald/ingest"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -49,7 +50,7 @@ func TestCancellationJobTakenOver(t *testing.T) {
 		postJSON(t, b.url+"/e/"+eventKey, "", events, nil)
 	}
 	start := time.Now()
-	if !waitFor(pick(90*time.Second, 240*time.Second), 250*time.Millisecond, func() bool {
+	if !subproc.WaitFor(pick(90*time.Second, 240*time.Second), 250*time.Millisecond, func() bool {
 		return countRuns(t, pool, s.app, "Running") == runs
 	}) {
 		t.Fatalf("only %d of %d sleeper runs are Running", countRuns(t, pool, s.app, "Running"), runs)
@@ -64,7 +65,7 @@ func TestCancellationJobTakenOver(t *testing.T) {
 	// Kill A once it has cancelled some runs, well before the last.
 	threshold := int64(runs / 10)
 	var before ingest.CancellationJSON
-	if !waitFor(30*time.Second, 2*time.Millisecond, func() bool {
+	if !subproc.WaitFor(30*time.Second, 2*time.Millisecond, func() bool {
 		before = getCancellation(t, a.url, id)
 		return before.Cancelled >= threshold || before.Status != "Running"
 	}) {
@@ -86,7 +87,7 @@ func TestCancellationJobTakenOver(t *testing.T) {
 	}
 
 	var job ingest.CancellationJSON
-	if !waitFor(60*time.Second, 100*time.Millisecond, func() bool {
+	if !subproc.WaitFor(60*time.Second, 100*time.Millisecond, func() bool {
 		job = getCancellation(t, b.url, id)
 		return job.Status != "Running"
 	}) {
@@ -98,7 +99,7 @@ func TestCancellationJobTakenOver(t *testing.T) {
 	}
 
 	cancelledRuns := 0
-	waitFor(60*time.Second, 250*time.Millisecond, func() bool {
+	subproc.WaitFor(60*time.Second, 250*time.Millisecond, func() bool {
 		cancelledRuns = countRuns(t, pool, s.app, "Cancelled")
 		return cancelledRuns == runs
 	})
@@ -125,7 +126,7 @@ func startSleeperWorker(t *testing.T, s *scenario, heraldURL, temporal, event st
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Kill)
-	if !waitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || p.LogContains("faultworker polling") }) || p.Exited() {
+	if !subproc.WaitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || p.LogContains("faultworker polling") }) || p.Exited() {
 		t.Fatalf("worker did not start:\n%s", tail(p.LogPath, 40))
 	}
 	return p

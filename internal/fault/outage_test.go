@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-run/herald/internal/faultload"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -48,7 +49,7 @@ func requireStoreUnready(t *testing.T, ready []readiness, during string) {
 // within 30 s: ingest recovers by itself.
 func requireRecovery(t *testing.T, load *faultload.Sender, since time.Time, event string) {
 	t.Helper()
-	recovered := waitFor(30*time.Second, 100*time.Millisecond, func() bool {
+	recovered := subproc.WaitFor(30*time.Second, 100*time.Millisecond, func() bool {
 		for _, r := range faultload.Between(load.Requests(), since, time.Now()) {
 			if r.Status == http.StatusOK {
 				return true

@@ -73,29 +73,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitFor polls cond every interval until it holds or timeout passes.
-func waitFor(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
-}
-
 // Keys the herald serve processes are started with.
 const (
 	eventKey   = "fault-event-key"
@@ -139,7 +116,7 @@ func startHerald(t *testing.T, dir, name string, o heraldOpts) *herald {
 	}
 	t.Cleanup(p.Kill)
 	h := &herald{proc: p, url: "http://" + o.addr}
-	healthy := waitFor(30*time.Second, 50*time.Millisecond, func() bool {
+	healthy := subproc.WaitFor(30*time.Second, 50*time.Millisecond, func() bool {
 		if p.Exited() {
 			return true
 		}
@@ -181,7 +158,7 @@ func startWorker(t *testing.T, dir, name string, o workerOpts) *proc {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Kill)
-	if !waitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || p.LogContains("faultworker polling") }) || p.Exited() {
+	if !subproc.WaitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || p.LogContains("faultworker polling") }) || p.Exited() {
 		t.Fatalf("%s did not start:\n%s", name, tail(p.LogPath, 40))
 	}
 	return p
@@ -207,7 +184,7 @@ func newTemporalServer(dir string, persist bool) (*temporalServer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := subproc.FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-run/herald/internal/faultload"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -81,7 +82,7 @@ func TestRetentionUnderLoad(t *testing.T) {
 	db.insertOld("old1-", backlog)
 	backlogAt := time.Now()
 	busy := probe.run(t, 300, func() bool { return db.oldLeft("old1-") > 0 })
-	if !waitFor(pick(60*time.Second, 180*time.Second), 100*time.Millisecond, func() bool { return db.oldLeft("old1-") == 0 }) {
+	if !subproc.WaitFor(pick(60*time.Second, 180*time.Second), 100*time.Millisecond, func() bool { return db.oldLeft("old1-") == 0 }) {
 		t.Fatalf("%d old rows left %s after they were put in", db.oldLeft("old1-"), time.Since(backlogAt).Round(time.Second))
 	}
 	backlogPurged := time.Now()
@@ -94,7 +95,7 @@ func TestRetentionUnderLoad(t *testing.T) {
 	// More old rows, later.
 	db.insertOld("old2-", more)
 	moreAt := time.Now()
-	if !waitFor(60*time.Second, 100*time.Millisecond, func() bool { return db.oldLeft("old2-") == 0 }) {
+	if !subproc.WaitFor(60*time.Second, 100*time.Millisecond, func() bool { return db.oldLeft("old2-") == 0 }) {
 		t.Fatalf("%d old rows left %s after they were put in", db.oldLeft("old2-"), time.Since(moreAt).Round(time.Second))
 	}
 	t.Logf("purged %d more old events and runs in %s", more, time.Since(moreAt).Round(100*time.Millisecond))

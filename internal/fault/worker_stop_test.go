@@ -10,6 +10,7 @@ import (
 
 	heraldsdk "github.com/herald-run/herald"
 	"github.com/herald-run/herald/internal/faultload"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -93,7 +94,7 @@ func TestWorkerSIGTERM(t *testing.T) {
 
 	// The replacement first, then SIGTERM to the old worker.
 	sleepUntil(start.Add(firstAt))
-	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w1.Pid())) >= minSteps }) {
+	if !subproc.WaitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w1.Pid())) >= minSteps }) {
 		t.Fatalf("fewer than %d steps in flight on worker-1 after 30s", minSteps)
 	}
 	w2 := s.worker("worker-2", h.url, ts.hostPort, wo)
@@ -102,7 +103,7 @@ func TestWorkerSIGTERM(t *testing.T) {
 
 	// SIGTERM first, the replacement right after.
 	sleepUntil(start.Add(secondAt))
-	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w2.Pid())) >= minSteps }) {
+	if !subproc.WaitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w2.Pid())) >= minSteps }) {
 		t.Fatalf("fewer than %d steps in flight on worker-2 after 30s", minSteps)
 	}
 	n = len(counter.inFlightOn(w2.Pid()))
@@ -197,7 +198,7 @@ func TestWorkerStopTimeout(t *testing.T) {
 		bound = 10 * time.Second
 	)
 	load := s.sendLoad([]string{h.url}, false, pick(150*time.Millisecond, 100*time.Millisecond))
-	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w1.Pid())) >= minSteps }) {
+	if !subproc.WaitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlightOn(w1.Pid())) >= minSteps }) {
 		t.Fatalf("fewer than %d steps in flight on worker-1 after 30s", minSteps)
 	}
 	// The replacement's steps take a second; in the full version 30 s,

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-run/herald/internal/faultload"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/testdb"
 )
 
@@ -106,7 +107,7 @@ func TestWorkerKilledMidStep(t *testing.T) {
 	start := time.Now()
 	// Kill once enough steps are in flight (they last two seconds).
 	sleepUntil(start.Add(killFrom))
-	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlight()) >= minSteps }) {
+	if !subproc.WaitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlight()) >= minSteps }) {
 		t.Fatalf("fewer than %d steps in flight after 30s", minSteps)
 	}
 	killed := counter.inFlight()
@@ -211,7 +212,7 @@ func TestWorkerKilledDefaultTimeout(t *testing.T) {
 	load := s.sendLoad([]string{h.url}, false, pick(150*time.Millisecond, 100*time.Millisecond))
 	start := time.Now()
 	sleepUntil(start.Add(killFrom))
-	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlight()) >= minSteps }) {
+	if !subproc.WaitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(counter.inFlight()) >= minSteps }) {
 		t.Fatalf("fewer than %d steps in flight after 30s", minSteps)
 	}
 	killed := counter.inFlight()
@@ -263,7 +264,7 @@ func lastCompletion(t *testing.T, o checkOpts, deadline time.Time) (time.Time, b
 	}
 	defer pool.Close()
 	var last time.Time
-	done := waitFor(time.Until(deadline), 250*time.Millisecond, func() bool {
+	done := subproc.WaitFor(time.Until(deadline), 250*time.Millisecond, func() bool {
 		st := look(pool, o, false)
 		if st.err != nil || len(st.stored) == 0 || !st.storeComplete() {
 			return false

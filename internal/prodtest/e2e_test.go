@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -33,7 +34,7 @@ func waitRuns(t *testing.T, api *API, eventID string, n int) []Run {
 	t.Helper()
 	var runs []Run
 	var err error
-	ok := WaitFor(90*time.Second, 200*time.Millisecond, func() bool {
+	ok := subproc.WaitFor(90*time.Second, 200*time.Millisecond, func() bool {
 		runs, err = api.Runs(eventID)
 		if err != nil || len(runs) != n {
 			return false
@@ -54,7 +55,7 @@ func waitRuns(t *testing.T, api *API, eventID string, n int) []Run {
 // waitStarted waits until the event has a run of fn that is not Scheduled.
 func waitStarted(t *testing.T, api *API, eventID, fn string) {
 	t.Helper()
-	ok := WaitFor(60*time.Second, 100*time.Millisecond, func() bool {
+	ok := subproc.WaitFor(60*time.Second, 100*time.Millisecond, func() bool {
 		runs, _ := api.Runs(eventID)
 		for _, r := range runs {
 			if r.FunctionID == fn && r.Status != "Scheduled" {
@@ -144,7 +145,7 @@ func TestCron(t *testing.T) {
 	require.Equal(t, []int{3, 0}, []int{next.Hour(), next.Minute()}, "the demo app's cron is TZ=UTC 0 3 * * *")
 	before := completedCount(t, tc, "nightly-report")
 	require.NoError(t, h.Trigger(ctx, client.ScheduleTriggerOptions{}))
-	ok := WaitFor(90*time.Second, 500*time.Millisecond, func() bool { return completedCount(t, tc, "nightly-report") > before })
+	ok := subproc.WaitFor(90*time.Second, 500*time.Millisecond, func() bool { return completedCount(t, tc, "nightly-report") > before })
 	require.True(t, ok, "the triggered nightly-report run did not complete")
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herald-run/herald/internal/faultload"
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/wire"
 )
 
@@ -58,7 +59,7 @@ func (s *faultScenario) worker() *Proc {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Kill)
-	if !WaitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || p.LogContains("faultworker polling") }) || p.Exited() {
+	if !subproc.WaitFor(60*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || p.LogContains("faultworker polling") }) || p.Exited() {
 		t.Fatalf("the fault worker did not start:\n%s", p.Tail(40))
 	}
 	return p
@@ -290,7 +291,7 @@ func checkRuns(t *testing.T, s *faultScenario, load *faultload.Sender, wait time
 	start := time.Now()
 	var st *faultState
 	lastLog := start
-	WaitFor(wait, time.Second, func() bool {
+	subproc.WaitFor(wait, time.Second, func() bool {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		st, err = lookFault(lctx, pool, tc, s, time.Since(start)+time.Second > wait)

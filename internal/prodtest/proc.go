@@ -1,7 +1,6 @@
 package prodtest
 
 import (
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -20,30 +19,6 @@ func startProc(name, logPath string, env []string, bin string, args ...string) (
 
 // Tail returns the last n lines of the file at path.
 func Tail(path string, n int) string { return subproc.Tail(path, n) }
-
-// FreePort returns a TCP port on loopback that nothing listens on now.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// WaitFor polls cond every interval until it holds or timeout passes.
-func WaitFor(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
-}
 
 // httpOK reports whether GET url answers 200.
 func httpOK(url string) bool {

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herald-run/herald/internal/subproc"
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
@@ -171,7 +172,7 @@ func (t *Topology) start(ctx context.Context) (err error) {
 	step = time.Now()
 	t.LB = NewBalancer()
 	for i := range o.Replicas {
-		port, err := FreePort()
+		port, err := subproc.FreePort()
 		if err != nil {
 			return err
 		}
@@ -402,7 +403,7 @@ func (t *Topology) StartTemporal(ctx context.Context) error {
 	}
 	defer c.Close()
 	var lastErr error
-	ok := WaitFor(2*time.Minute, 200*time.Millisecond, func() bool {
+	ok := subproc.WaitFor(2*time.Minute, 200*time.Millisecond, func() bool {
 		if p.Exited() {
 			return true
 		}
@@ -452,7 +453,7 @@ func (t *Topology) registerNamespace(ctx context.Context) error {
 	}
 	// A new namespace reaches every frontend's cache within seconds.
 	var lastErr error
-	if !WaitFor(30*time.Second, 200*time.Millisecond, func() bool {
+	if !subproc.WaitFor(30*time.Second, 200*time.Millisecond, func() bool {
 		_, lastErr = nc.Describe(rctx, Namespace)
 		return lastErr == nil
 	}) {
@@ -501,7 +502,7 @@ func (t *Topology) StartReplica(r *Replica) error {
 		return err
 	}
 	r.Proc = p
-	if !WaitFor(30*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || httpOK(r.URL+"/healthz") }) || p.Exited() {
+	if !subproc.WaitFor(30*time.Second, 50*time.Millisecond, func() bool { return p.Exited() || httpOK(r.URL+"/healthz") }) || p.Exited() {
 		return fmt.Errorf("%s did not start:\n%s", p.Name, p.Tail(40))
 	}
 	return nil
@@ -522,7 +523,7 @@ func (t *Topology) startWorker() error {
 	t.Worker = p
 	c := NewAPI(t.LB.URL)
 	var fns []string
-	if !WaitFor(60*time.Second, 200*time.Millisecond, func() bool {
+	if !subproc.WaitFor(60*time.Second, 200*time.Millisecond, func() bool {
 		if p.Exited() {
 			return true
 		}

@@ -8,6 +8,7 @@ package subproc
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -111,4 +112,29 @@ func Tail(path string, n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// FreePort returns a TCP port on loopback that nothing listens on now.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// WaitFor polls cond every interval until it holds or timeout passes, and
+// reports whether it held.
+func WaitFor(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
 }
