@@ -86,7 +86,9 @@ func TestBrowserRunsWaitsWebhooksAndActions(t *testing.T) {
 	userID := "u-wait-" + strings.ToLower(t.Name()[len(t.Name())-6:])
 	signup := dev.send(t, "demo/user.signup", map[string]any{"userId": userID, "email": "wait@example.com", "plan": "pro"})
 	reloadUntil(t, ctx, dev.url+"/waits?function_id=demo/onboarding",
-		`document.querySelector("main table") !== null && document.querySelector("main table").textContent.includes(`+js(`data.userId = "`+userID+`"`)+`)`, 30*time.Second)
+		// The cancel-on wait is there from the run's start; the step's wait
+		// only once the run reaches await-activation: wait for both.
+		`document.querySelector("main table") !== null && document.querySelector("main table").textContent.includes(`+js(`data.userId = "`+userID+`"`)+`) && document.querySelector("main table").textContent.includes("await-activation")`, 30*time.Second)
 	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main table")))
 	require.NoError(t, err)
 	require.Contains(t, text, "demo/onboarding")
