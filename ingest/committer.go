@@ -29,13 +29,13 @@ type commitRequest struct {
 // load a transaction carries many requests, so durable ingest costs close to a
 // batched insert per event, not a commit per request.
 //
-// What one group commit costs on PostgreSQL: events without a client id go
-// in one multi-row INSERT (unnest of column arrays; COPY from 200 events on,
-// which adds a describe round trip); events with a client id cost two round
-// trips (a plain read of the ids already accepted within the dedupe window,
-// then one upsert of the rest), and the two kinds together run in one
-// BEGIN/COMMIT. One row and its index entries are written per new event;
-// nothing else. The request is answered only after the commit.
+// What one group commit costs on PostgreSQL: one statement per kind of
+// event, in one BEGIN/COMMIT when there are both. Events without a client id
+// go in with one multi-row INSERT (unnest of column arrays); events with a
+// client id with one upsert that skips the ids accepted within the dedupe
+// window. Each statement also writes the new events' pending_events rows.
+// One event row and its index entries, and one pending row, are written per
+// new event; nothing else. The request is answered only after the commit.
 type committer struct {
 	store       store.Driver
 	window      time.Duration

@@ -502,7 +502,7 @@ func TestDecodeEventsReceivedAt(t *testing.T) {
 		require.Equal(t, received, e.ReceivedAt, "received_at is now, in UTC, truncated to the millisecond")
 		require.Equal(t, time.UTC, e.ReceivedAt.Location())
 		require.Zero(t, e.ReceivedAt.Nanosecond()%int(time.Millisecond))
-		require.Nil(t, e.DispatchedAt)
+		require.False(t, e.Dispatched)
 	}
 	require.Equal(t, received.UnixMilli(), events[0].TS, "ts defaults to the receive time")
 	require.Equal(t, int64(1714564800123), events[1].TS)

@@ -268,7 +268,7 @@ func (b *bundle) dispatched(t *testing.T, id string) bool {
 	t.Helper()
 	e, err := b.st.GetEvent(t.Context(), id)
 	require.NoError(t, err)
-	return e.DispatchedAt != nil
+	return e.Dispatched
 }
 
 func (b *bundle) pending(t *testing.T) int64 {

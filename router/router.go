@@ -7,17 +7,21 @@
 // # What dispatch costs
 //
 // Per claimed batch (up to Config.BatchSize events), on PostgreSQL, in one
-// transaction: BEGIN; the claim (SELECT ... FOR UPDATE SKIP LOCKED); the
+// transaction: BEGIN; the claim (one statement: it deletes the batch's
+// pending_events rows, FOR UPDATE SKIP LOCKED, and reads their events); the
 // apps' sync times (one read, outside the transaction, so another replica's
 // sync applies at once); the match paths of pending waits for the batch's
 // names and the candidate waits (one read each); then, when there is
 // something to write, one INSERT of the runs, one of the cancelOn waits, one
-// UPDATE of the resolved waits; one UPDATE that sets dispatched_at on every
-// dispatched event; COMMIT. That is about seven round trips per batch
-// whatever its size, and one row version per event (the dispatched_at
-// update: a dead tuple for autovacuum). Flow control adds a locking read and
-// a write per controlled start (limiters, idempotency keys, singletons).
-// After the commit, one indexed read per cancelOn wait registered (catchUp).
+// UPDATE of the resolved waits; COMMIT. That is about six round trips per
+// batch whatever its size. No event row is locked or rewritten: an event
+// costs its pending_events row (a few bytes, deleted by the claim) and
+// nothing else. Flow control adds a locking read and a write per controlled
+// start (limiters, idempotency keys, singletons). After the commit, one
+// indexed read per cancelOn wait registered (catchUp).
+//
+// A claimer woken by a commit waits Config.Linger before it claims, so under
+// load a claim carries the commits of that interval, not one claim each.
 //
 // Per run started: one Temporal call (StartWorkflow), up to Config.Concurrency
 // in flight. Per wait resolved: one (Signal or Cancel). Per debounce or batch
@@ -32,6 +36,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -77,6 +82,10 @@ type Config struct {
 	// PollInterval is how often the outbox is checked without a
 	// notification (events from another replica). Default 500ms.
 	PollInterval time.Duration
+	// Linger is how long a claimer woken by a commit waits before it claims,
+	// so that under load one claim carries the commits of that interval
+	// instead of a claim per commit. Default 2ms; negative means none.
+	Linger time.Duration
 	// StartTimeout bounds one Temporal call. Default 5s.
 	StartTimeout time.Duration
 	// EvalTimeout bounds the evaluation of one event's trigger expressions.
@@ -101,6 +110,8 @@ type Dispatcher struct {
 	wake  chan struct{}
 	sem   chan struct{}
 	waits *waits.Matcher
+	// lingering is set while a woken claimer waits out Config.Linger.
+	lingering atomic.Bool
 }
 
 // New returns a Dispatcher; call Run to start it.
@@ -119,6 +130,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 500 * time.Millisecond
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 5 * time.Millisecond
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 5 * time.Second
@@ -139,11 +153,16 @@ func New(cfg Config) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{cfg: cfg, wake: make(chan struct{}, cfg.Claimers), sem: make(chan struct{}, cfg.Concurrency), waits: wm}, nil
+	return &Dispatcher{cfg: cfg, wake: make(chan struct{}, 1), sem: make(chan struct{}, cfg.Concurrency), waits: wm}, nil
 }
 
 // Notify wakes the dispatcher: new events are waiting. It never blocks.
 func (d *Dispatcher) Notify() {
+	if d.lingering.Load() {
+		// A claimer is about to claim; its claim begins after this commit
+		// and takes these events with the others.
+		return
+	}
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -177,14 +196,22 @@ func (d *Dispatcher) loop(ctx context.Context) {
 			continue
 		case n >= d.cfg.BatchSize:
 			backoff = 0
-			continue // more are waiting
+			d.Notify() // more are waiting: another claimer helps
+			continue
 		}
 		backoff = 0
-		d.sleep(ctx, d.cfg.PollInterval, true)
+		if d.sleep(ctx, d.cfg.PollInterval, true) && d.cfg.Linger > 0 && d.lingering.CompareAndSwap(false, true) {
+			// Woken by a commit: let the commits right behind it land, so
+			// one claim carries them all rather than one claim each.
+			d.sleep(ctx, d.cfg.Linger, false)
+			d.lingering.Store(false)
+		}
 	}
 }
 
-func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration, wakeable bool) {
+// sleep waits for dur, ctx or (if wakeable) Notify, and reports whether
+// Notify woke it.
+func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration, wakeable bool) bool {
 	t := time.NewTimer(dur)
 	defer t.Stop()
 	var wake <-chan struct{}
@@ -195,7 +222,9 @@ func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration, wakeable bool
 	case <-ctx.Done():
 	case <-t.C:
 	case <-wake:
+		return true
 	}
+	return false
 }
 
 // DispatchOnce claims one batch and dispatches it. It returns how many events

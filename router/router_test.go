@@ -225,7 +225,7 @@ func TestDispatchReacceptedEventRecordsOneRun(t *testing.T) {
 	// recorded for (app, function, event).
 	again := e
 	again.ReceivedAt = e.ReceivedAt.Add(time.Millisecond)
-	again.DispatchedAt = nil
+	again.Dispatched = false
 	inserted, err := b.st.InsertEvents(t.Context(), []store.Event{again}, again.ReceivedAt)
 	require.NoError(t, err)
 	require.Equal(t, []bool{true}, inserted)

@@ -42,8 +42,9 @@ type Event struct {
 	V string
 	// ReceivedAt is when Herald accepted the event.
 	ReceivedAt time.Time
-	// DispatchedAt is when the router finished with the event; nil while pending.
-	DispatchedAt *time.Time
+	// Dispatched reports whether the router has finished with the event
+	// (false while it is pending).
+	Dispatched bool
 	// Trace is the W3C traceparent of the request that sent the event, when
 	// tracing is on, so the router's spans continue the sender's trace.
 	Trace string

@@ -126,7 +126,7 @@ func benchDispatch(ctx context.Context, b *bench, n, conns int) {
 		var e store.Event
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			if e, err = b.driver.GetEvent(ctx, id); err == nil && e.DispatchedAt != nil {
+			if e, err = b.driver.GetEvent(ctx, id); err == nil && e.Dispatched {
 				break
 			}
 			if time.Now().After(deadline) {

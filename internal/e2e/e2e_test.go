@@ -206,7 +206,7 @@ func (b *bundle) waitDispatched(t *testing.T, eventID string) {
 	for time.Now().Before(deadline) {
 		e, err := b.store.GetEvent(context.Background(), eventID)
 		require.NoError(t, err)
-		if e.DispatchedAt != nil {
+		if e.Dispatched {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -244,7 +244,7 @@ func look(pool *pgxpool.Pool, o checkOpts, list bool) *state {
 	defer cancel()
 	st := &state{stored: map[string]bool{}, runs: map[string][]runRow{}, finished: map[string]int{},
 		executions: map[string][]enumspb.WorkflowExecutionStatus{}}
-	rows, err := pool.Query(ctx, `SELECT id, dispatched_at IS NOT NULL FROM events WHERE name = $1`, o.event)
+	rows, err := pool.Query(ctx, `SELECT id, NOT EXISTS (SELECT 1 FROM pending_events p WHERE p.seq = e.seq) FROM events e WHERE name = $1`, o.event)
 	if err != nil {
 		st.err = fmt.Errorf("read events: %w", err)
 		return st
@@ -358,7 +358,7 @@ func pending(t *testing.T, dbURL, event string) int {
 	}
 	defer pool.Close()
 	var n int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE name = $1 AND dispatched_at IS NULL`, event).Scan(&n); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM events e JOIN pending_events p USING (seq) WHERE e.name = $1`, event).Scan(&n); err != nil {
 		t.Fatalf("pending: %v", err)
 	}
 	return n

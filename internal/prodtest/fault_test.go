@@ -218,7 +218,7 @@ func (st *faultState) done() bool {
 func lookFault(ctx context.Context, pool *pgxpool.Pool, tc client.Client, s *faultScenario, list bool) (*faultState, error) {
 	st := &faultState{stored: map[string]bool{}, runs: map[string][]faultRun{}, finished: map[string]int{},
 		executions: map[string][]enumspb.WorkflowExecutionStatus{}}
-	rows, err := pool.Query(ctx, `SELECT id, dispatched_at IS NOT NULL FROM events WHERE name = $1`, s.event)
+	rows, err := pool.Query(ctx, `SELECT id, NOT EXISTS (SELECT 1 FROM pending_events p WHERE p.seq = e.seq) FROM events e WHERE name = $1`, s.event)
 	if err != nil {
 		return nil, err
 	}

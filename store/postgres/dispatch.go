@@ -147,13 +147,16 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 		return 0, wrapErr("claim events", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }() // a no-op after Commit
-	rows, err := tx.Query(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+	// Planned on each call (an unnamed statement), never from a plan cached
+	// while the tables were empty: such a plan scans events.
+	rows, err := tx.Query(ctx, claimEventsSQL, pgx.QueryExecModeExec, limit)
 	if err != nil {
 		return 0, wrapErr("claim events", err)
 	}
+	var seqs []int64
 	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Event, error) {
-		e, _, err := scanEvent(row)
+		e, seq, err := scanEvent(row)
+		seqs = append(seqs, seq)
 		return e, err
 	})
 	if err != nil {
@@ -168,14 +171,57 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 	if err != nil {
 		return 0, err
 	}
-	if err := recordClaim(ctx, tx, events, claim, ctl.candidates); err != nil {
+	if err := recordClaim(ctx, tx, events, seqs, claim, ctl.candidates); err != nil {
 		return 0, wrapErr("claim events", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, wrapErr("claim events", err)
 	}
+	d.claimedRows(len(events))
 	return len(events), nil
 }
+
+// vacuumEvery is how many claimed pending_events rows make the driver
+// vacuum the table.
+const vacuumEvery = 20_000
+
+// claimedRows counts n pending_events rows deleted by a claim and, every
+// vacuumEvery of them, vacuums the table in the background, one vacuum at a
+// time per process. Each claimed event leaves a dead row and a dead index
+// entry there, and claims read the index from its oldest end: on a server
+// whose autovacuum is off or slow to reach the table they would walk more
+// dead entries every minute. The table only ever holds the backlog, so the
+// vacuum takes milliseconds, and it blocks neither ingest nor claims.
+func (d *Driver) claimedRows(n int) {
+	if d.claimed.Add(int64(n)) < vacuumEvery || !d.vacuuming.CompareAndSwap(false, true) {
+		return
+	}
+	d.claimed.Store(0)
+	d.vacuums.Add(1)
+	go func() {
+		defer d.vacuums.Done()
+		defer d.vacuuming.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// SKIP_LOCKED: another replica's vacuum of it is as good. A role
+		// that does not own the table gets a warning, not an error, and
+		// leaves it to autovacuum; any error waits for the next round.
+		_, _ = d.pool.Exec(ctx, `VACUUM (SKIP_LOCKED) pending_events`)
+	}()
+}
+
+// claimEventsSQL takes the oldest pending events no other claim holds: it
+// deletes their pending_events rows, which the claim's transaction keeps
+// locked until it commits (or restores, if it rolls back), and reads the
+// events by seq. The = ANY(ARRAY(...)) keeps every plan on the indexes.
+const claimEventsSQL = `
+WITH c AS (
+    DELETE FROM pending_events WHERE seq = ANY(ARRAY(
+        SELECT seq FROM pending_events ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED))
+    RETURNING seq)
+SELECT seq, id, name, data, ts, v, received_at, false, trace FROM events
+ WHERE seq = ANY(ARRAY(SELECT seq FROM c))
+ ORDER BY seq`
 
 const insertRunsSQL = `
 INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)
@@ -187,9 +233,9 @@ ON CONFLICT DO NOTHING`
 
 // recordClaim stores claim's runs (ignoring those that exist), registers its
 // waits, applies its resolutions (only of waits in candidates, which this
-// transaction holds locked) and marks its dispatched events, only among the
-// events this transaction claimed.
-func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, claim store.Claim, candidates map[string]bool) error {
+// transaction holds locked) and makes the claimed events that claim does not
+// list as dispatched pending again.
+func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, seqs []int64, claim store.Claim, candidates map[string]bool) error {
 	for _, w := range claim.Waits {
 		if err := store.ValidateWait(w); err != nil {
 			return err
@@ -227,19 +273,18 @@ func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, claim sto
 			return err
 		}
 	}
-	claimed := make(map[string]bool, len(events))
-	for _, e := range events {
-		claimed[e.ID] = true
-	}
-	done := make([]string, 0, len(claim.Dispatched))
+	done := make(map[string]bool, len(claim.Dispatched))
 	for _, id := range claim.Dispatched {
-		if claimed[id] {
-			done = append(done, id)
-			claimed[id] = false // once
+		done[id] = true
+	}
+	var again []int64
+	for i, e := range events {
+		if !done[e.ID] {
+			again = append(again, seqs[i])
 		}
 	}
-	if len(done) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE events SET dispatched_at = now() WHERE id = ANY($1) AND dispatched_at IS NULL`, done); err != nil {
+	if len(again) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO pending_events (seq) SELECT unnest($1::bigint[])`, again); err != nil {
 			return err
 		}
 	}
@@ -254,7 +299,7 @@ func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, claim sto
 // PendingEvents counts events not yet dispatched.
 func (d *Driver) PendingEvents(ctx context.Context) (int64, error) {
 	var n int64
-	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE dispatched_at IS NULL`).Scan(&n); err != nil {
+	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM pending_events`).Scan(&n); err != nil {
 		return 0, wrapErr("pending events", err)
 	}
 	return n, nil
@@ -324,8 +369,11 @@ ON CONFLICT (app_id, function_id, event_id) WHERE replay_of = '' AND replay_id =
 RETURNING id`
 
 const insertSystemEventSQL = `
-INSERT INTO events (id, name, data, ts, v, received_at) VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (id) DO NOTHING`
+WITH e AS (
+    INSERT INTO events (id, name, data, ts, v, received_at) VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING seq)
+INSERT INTO pending_events (seq) SELECT seq FROM e`
 
 // FinishRun records a run's outcome and its system event, and releases the
 // run's singleton keys, in one transaction.

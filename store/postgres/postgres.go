@@ -7,6 +7,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +27,12 @@ const migrationLockID = 0x4865_7261_6c64 // "Herald"
 // Driver implements store.Driver on a pgx connection pool.
 type Driver struct {
 	pool *pgxpool.Pool
+
+	// Claims delete pending_events rows; every vacuumEvery of them the
+	// driver vacuums the table itself (see vacuumPending).
+	claimed   atomic.Int64
+	vacuuming atomic.Bool
+	vacuums   sync.WaitGroup
 }
 
 var _ store.Driver = (*Driver)(nil)
@@ -54,6 +62,7 @@ func (d *Driver) Pool() *pgxpool.Pool { return d.pool }
 
 // Close closes the pool.
 func (d *Driver) Close() error {
+	d.vacuums.Wait()
 	d.pool.Close()
 	return nil
 }
@@ -118,19 +127,26 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// insertEventsSQL accepts again the events whose ids were accepted before $8
+// (past the dedupe window): their rows take the new content and are pending
+// again.
 const insertEventsSQL = `
-INSERT INTO events AS e (id, name, data, ts, v, received_at, trace)
-SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
-ON CONFLICT (id) DO UPDATE
-   SET name = excluded.name, data = excluded.data, ts = excluded.ts, v = excluded.v,
-       received_at = excluded.received_at, trace = excluded.trace, dispatched_at = NULL
- WHERE e.received_at < $8
-RETURNING id`
+WITH e AS (
+    INSERT INTO events AS e (id, name, data, ts, v, received_at, trace)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
+    ON CONFLICT (id) DO UPDATE
+       SET name = excluded.name, data = excluded.data, ts = excluded.ts, v = excluded.v,
+           received_at = excluded.received_at, trace = excluded.trace
+     WHERE e.received_at < $8
+    RETURNING seq, id),
+p AS (INSERT INTO pending_events (seq) SELECT seq FROM e ON CONFLICT DO NOTHING)
+SELECT id FROM e`
 
 // InsertEvents stores events in one transaction. Events whose ids Herald just
-// generated go in with COPY, the fastest path Postgres has; events with a
-// client's id go through an upsert that implements deduplication. A batch of
-// only one kind is a single statement.
+// generated go in with a plain insert; events with a client's id go through
+// an upsert that implements deduplication. Each statement also makes its new
+// events pending (pending_events). A batch of only one kind is a single
+// statement.
 func (d *Driver) InsertEvents(ctx context.Context, events []store.Event, dedupeSince time.Time) ([]bool, error) {
 	inserted := make([]bool, len(events))
 	if len(events) == 0 {
@@ -150,12 +166,12 @@ func (d *Driver) InsertEvents(ctx context.Context, events []store.Event, dedupeS
 	var err error
 	switch {
 	case len(keyed) == 0:
-		err = copyEvents(ctx, d.pool, events, fresh)
+		err = insertFresh(ctx, d.pool, events, fresh)
 	case len(fresh) == 0:
 		err = upsertEvents(ctx, d.pool, events, keyed, dedupeSince, inserted)
 	default:
 		err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-			if err := copyEvents(ctx, tx, events, fresh); err != nil {
+			if err := insertFresh(ctx, tx, events, fresh); err != nil {
 				return err
 			}
 			return upsertEvents(ctx, tx, events, keyed, dedupeSince, inserted)
@@ -173,32 +189,9 @@ func (d *Driver) InsertEvents(ctx context.Context, events []store.Event, dedupeS
 // querier is what both a pool and a transaction offer.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 }
 
-var copyColumns = []string{"id", "name", "data", "ts", "v", "received_at", "trace"}
-
-// eventSource feeds the events at idx to COPY.
-type eventSource struct {
-	events []store.Event
-	idx    []int
-	pos    int
-	row    [7]any
-}
-
-func (s *eventSource) Next() bool { s.pos++; return s.pos <= len(s.idx) }
-func (s *eventSource) Err() error { return nil }
-func (s *eventSource) Values() ([]any, error) {
-	e := &s.events[s.idx[s.pos-1]]
-	s.row = [7]any{e.ID, e.Name, e.Data, e.TS, e.V, e.ReceivedAt, e.Trace}
-	return s.row[:], nil
-}
-
-func copyEvents(ctx context.Context, q querier, events []store.Event, idx []int) error {
-	if len(idx) >= copyThreshold {
-		_, err := q.CopyFrom(ctx, pgx.Identifier{"events"}, copyColumns, &eventSource{events: events, idx: idx})
-		return err
-	}
+func insertFresh(ctx context.Context, q querier, events []store.Event, idx []int) error {
 	rows, err := q.Query(ctx, insertFreshSQL, eventColumnsOf(events, idx)...)
 	if err != nil {
 		return err
@@ -207,8 +200,8 @@ func copyEvents(ctx context.Context, q querier, events []store.Event, idx []int)
 	return rows.Err()
 }
 
-// eventColumnsOf returns the events at idx as one array per column of
-// copyColumns, the arguments of the unnest inserts.
+// eventColumnsOf returns the events at idx as one array per column, the
+// arguments of the unnest inserts.
 func eventColumnsOf(events []store.Event, idx []int) []any {
 	var (
 		ids   = make([]string, len(idx))
@@ -226,51 +219,25 @@ func eventColumnsOf(events []store.Event, idx []int) []any {
 	return []any{ids, names, datas, tss, vs, recvd, trcs}
 }
 
-// copyThreshold is the batch size from which COPY (two round trips, the
-// cheapest per row) beats one INSERT of arrays (one round trip).
-const copyThreshold = 200
-
 const insertFreshSQL = `
-INSERT INTO events (id, name, data, ts, v, received_at, trace)
-SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])`
+WITH e AS (
+    INSERT INTO events (id, name, data, ts, v, received_at, trace)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
+    RETURNING seq)
+INSERT INTO pending_events (seq) SELECT seq FROM e`
 
+// upsertEvents inserts events with a client's id in one statement: new ids
+// go in, ids accepted before dedupeSince are accepted again, and the ids it
+// wrote are marked in inserted. The ids within the window are duplicates.
+// The statement locks an existing row only for a duplicate, and no claim
+// holds event rows locked (claims lock pending_events), so a client retrying
+// a send never waits behind a dispatch.
 func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []int, dedupeSince time.Time, inserted []bool) error {
-	// Drop the ids already accepted within the window with a plain read first.
-	// The upsert would skip them too, but it locks each existing row before
-	// checking its WHERE, and the router holds claimed rows locked while it
-	// calls Temporal: a client retrying a send must not wait for that.
-	candidates := make([]string, len(idx))
-	for j, i := range idx {
-		candidates[j] = events[i].ID
-	}
-	rows, err := q.Query(ctx, `SELECT id FROM events WHERE id = ANY($1) AND received_at >= $2`, candidates, dedupeSince)
-	if err != nil {
-		return err
-	}
-	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	if len(known) > 0 {
-		dup := make(map[string]bool, len(known))
-		for _, id := range known {
-			dup[id] = true
-		}
-		kept := idx[:0:0]
-		for _, i := range idx {
-			if !dup[events[i].ID] {
-				kept = append(kept, i)
-			}
-		}
-		if idx = kept; len(idx) == 0 {
-			return nil
-		}
-	}
 	pos := make(map[string]int, len(idx))
 	for _, i := range idx {
 		pos[events[i].ID] = i
 	}
-	rows, err = q.Query(ctx, insertEventsSQL, append(eventColumnsOf(events, idx), dedupeSince)...)
+	rows, err := q.Query(ctx, insertEventsSQL, append(eventColumnsOf(events, idx), dedupeSince)...)
 	if err != nil {
 		return err
 	}
@@ -285,14 +252,17 @@ func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []in
 	return rows.Err()
 }
 
-const eventColumns = `seq, id, name, data, ts, v, received_at, dispatched_at, trace`
+// eventColumns reads an event of the table events (unaliased); dispatched is
+// whether it has left pending_events.
+const eventColumns = `seq, id, name, data, ts, v, received_at,
+	NOT EXISTS (SELECT 1 FROM pending_events p WHERE p.seq = events.seq), trace`
 
 func scanEvent(row pgx.Row) (store.Event, int64, error) {
 	var (
 		e   store.Event
 		seq int64
 	)
-	err := row.Scan(&seq, &e.ID, &e.Name, &e.Data, &e.TS, &e.V, &e.ReceivedAt, &e.DispatchedAt, &e.Trace)
+	err := row.Scan(&seq, &e.ID, &e.Name, &e.Data, &e.TS, &e.V, &e.ReceivedAt, &e.Dispatched, &e.Trace)
 	return e, seq, err
 }
 

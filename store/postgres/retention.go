@@ -19,14 +19,19 @@ import (
 // the = ANY(ARRAY(...)) on the primary key, whatever it estimates: a generic
 // plan must never scan the table.
 const (
-	// purgeEventsSQL: dispatched events received before $1 that no
-	// unfinished run references, directly or through a batch link. The lock
-	// rechecks the conditions on the row's latest version, so an event
-	// re-accepted (pending again) meanwhile is left alone.
+	// purgeEventsSQL: dispatched events (no pending_events row) received
+	// before $1 that no unfinished run references, directly or through a
+	// batch link. The lock rechecks the arrival on the row's latest version,
+	// so an event re-accepted meanwhile is left alone; a claim in progress
+	// has not committed its delete of the pending row, so its events still
+	// count as pending. (A scalar subquery, not NOT EXISTS: the planner
+	// cannot turn it into a join that reads all of pending_events, which
+	// holds the whole backlog during an outage.)
 	purgeEventsSQL = `
 DELETE FROM events WHERE id = ANY(ARRAY(
     SELECT e.id FROM events e
-     WHERE e.dispatched_at IS NOT NULL AND e.received_at < $1
+     WHERE e.received_at < $1
+       AND (SELECT p.seq FROM pending_events p WHERE p.seq = e.seq) IS NULL
        AND NOT EXISTS (SELECT 1 FROM runs r
                         WHERE r.event_id = e.id AND r.status IN ('Scheduled', 'Running'))
        AND NOT EXISTS (SELECT 1 FROM run_events l JOIN runs r ON r.id = l.run_id

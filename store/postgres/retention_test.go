@@ -29,10 +29,11 @@ func TestPurgeUsesIndexes(t *testing.T) {
 	// 20,000 events and runs a second apart, 5% of them older than the
 	// cutoff; ids in no particular order; some runs unfinished, some linked.
 	for _, q := range []string{
-		`INSERT INTO events (id, name, data, ts, received_at, dispatched_at)
-		 SELECT md5(g::text), 'n/' || (g % 50), '{}', 0, now() - g * interval '1 second',
-		        CASE WHEN g % 100 = 0 THEN NULL ELSE now() END
+		`INSERT INTO events (id, name, data, ts, received_at)
+		 SELECT md5(g::text), 'n/' || (g % 50), '{}', 0, now() - g * interval '1 second'
 		   FROM generate_series(1, 20000) g`,
+		`INSERT INTO pending_events (seq)
+		 SELECT e.seq FROM generate_series(4, 20000, 4) g JOIN events e ON e.id = md5(g::text)`,
 		`INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, started_at, ended_at)
 		 SELECT 'r' || g, 'a', 'f', md5(g::text), 'wf' || g,
 		        CASE WHEN g % 10 = 0 THEN 'Running' ELSE 'Completed' END, now() - g * interval '1 second',
@@ -58,7 +59,7 @@ func TestPurgeUsesIndexes(t *testing.T) {
 		want     []string
 		scanless []string
 	}{
-		"events":        {purgeEventsSQL, []string{"events_dispatched_received_idx", "events_pkey"}, []string{"events", "runs"}},
+		"events":        {purgeEventsSQL, []string{"events_received_idx", "events_pkey", "pending_events_pkey"}, []string{"events", "runs", "pending_events"}},
 		"runs":          {purgeRunsSQL, []string{"runs_ended_idx", "runs_pkey", "run_events_run_idx"}, []string{"runs", "run_events"}},
 		"cancellations": {purgeCancellationsSQL, []string{"cancellations_finished_idx", "cancellations_pkey"}, []string{"cancellations"}},
 		"replays":       {purgeReplaysSQL, []string{"replays_finished_idx", "replays_pkey"}, []string{"replays"}},

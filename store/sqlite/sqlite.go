@@ -197,10 +197,7 @@ func scanEvent(row scanner) (store.Event, int64, error) {
 	}
 	e.Data = []byte(data)
 	e.ReceivedAt = time.UnixMilli(received).UTC()
-	if dispatched.Valid {
-		t := time.UnixMilli(dispatched.Int64).UTC()
-		e.DispatchedAt = &t
-	}
+	e.Dispatched = dispatched.Valid
 	return e, seq, nil
 }
 

@@ -215,12 +215,12 @@ func testClaimOldestFirst(t *testing.T, s store.Driver) {
 	require.Equal(t, base.Add(time.Second).UnixMilli(), e.TS)
 	require.Equal(t, "v1", e.V)
 	require.True(t, base.Add(time.Second).Equal(e.ReceivedAt))
-	require.Nil(t, e.DispatchedAt)
+	require.False(t, e.Dispatched)
 
 	require.EqualValues(t, 2, pending(t, s))
 	stored, err := s.GetEvent(ctx(t), "c000")
 	require.NoError(t, err)
-	require.NotNil(t, stored.DispatchedAt, "a dispatched event is marked")
+	require.True(t, stored.Dispatched, "a dispatched event is marked")
 	run, err := s.GetRun(ctx(t), "r-c000")
 	require.NoError(t, err)
 	require.Equal(t, store.Run{
@@ -300,7 +300,7 @@ func testClaimPartial(t *testing.T, s store.Driver) {
 	for id, done := range map[string]bool{"c000": false, "c001": true, "c002": false, "c003": false} {
 		e, err := s.GetEvent(ctx(t), id)
 		require.NoError(t, err)
-		require.Equal(t, done, e.DispatchedAt != nil, id)
+		require.Equal(t, done, e.Dispatched, id)
 	}
 
 	var got []store.Event
@@ -482,7 +482,7 @@ func testFinishRun(t *testing.T, s store.Driver) {
 	sys, err := s.GetEvent(ctx(t), "sys-1")
 	require.NoError(t, err)
 	require.Equal(t, "herald/function.finished", sys.Name)
-	require.Nil(t, sys.DispatchedAt, "the system event is pending for the router")
+	require.False(t, sys.Dispatched, "the system event is pending for the router")
 
 	// Finishing again (a retried report, or a late cancel) changes nothing.
 	again := finished("run-e1", wire.RunFailed, "", base.Add(2*time.Minute))

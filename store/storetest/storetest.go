@@ -144,7 +144,7 @@ func testInsertAndGet(t *testing.T, s store.Driver) {
 	require.Equal(t, e.TS, got.TS)
 	require.Equal(t, e.V, got.V)
 	require.True(t, e.ReceivedAt.Equal(got.ReceivedAt), "received_at %v != %v", got.ReceivedAt, e.ReceivedAt)
-	require.Nil(t, got.DispatchedAt, "a new event is pending")
+	require.False(t, got.Dispatched, "a new event is pending")
 }
 
 func testGetMissing(t *testing.T, s store.Driver) {
@@ -185,7 +185,7 @@ func testDuplicateAfterWindow(t *testing.T, s store.Driver) {
 	require.NoError(t, err)
 	require.Equal(t, "v/2", got.Name)
 	require.True(t, later.Equal(got.ReceivedAt))
-	require.Nil(t, got.DispatchedAt)
+	require.False(t, got.Dispatched)
 }
 
 // A backend may refuse a value Herald let through (Postgres jsonb cannot hold

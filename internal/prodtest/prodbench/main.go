@@ -254,7 +254,7 @@ func waitDispatched(ctx context.Context, topo *prodtest.Topology) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		var n int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM events WHERE dispatched_at IS NULL`).Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pending_events`).Scan(&n); err != nil {
 			fatal("prodbench: %v", err)
 		}
 		if n == 0 {
