@@ -200,11 +200,24 @@ func (d *Dispatcher) loop(ctx context.Context) {
 			continue
 		}
 		backoff = 0
-		if d.sleep(ctx, d.cfg.PollInterval, true) && d.cfg.Linger > 0 && d.lingering.CompareAndSwap(false, true) {
-			// Woken by a commit: let the commits right behind it land, so
-			// one claim carries them all rather than one claim each.
+		d.await(ctx)
+	}
+}
+
+// await sleeps until this claimer's next claim is due: after the poll
+// interval, or after a wake by Notify and then Linger, which lets the commits
+// right behind the first land so that one claim carries them all. A claimer
+// woken while another lingers sleeps again: that one's claim takes the
+// events.
+func (d *Dispatcher) await(ctx context.Context) {
+	for ctx.Err() == nil {
+		if !d.sleep(ctx, d.cfg.PollInterval, true) || d.cfg.Linger <= 0 {
+			return
+		}
+		if d.lingering.CompareAndSwap(false, true) {
 			d.sleep(ctx, d.cfg.Linger, false)
 			d.lingering.Store(false)
+			return
 		}
 	}
 }
