@@ -56,8 +56,8 @@ func TestRetentionUnderLoad(t *testing.T) {
 
 	// What the retention keeps: rows a day younger than it, and old events
 	// whose run is still running.
-	db.exec(`INSERT INTO events (id, name, data, ts, received_at)
-		SELECT 'young-' || g, 'fault/retention-old', '{}', 0, now() - interval '29 days'
+	db.exec(`INSERT INTO events (id, name, data, ts, received_at, dispatched_at)
+		SELECT 'young-' || g, 'fault/retention-old', '{}', 0, now() - interval '29 days', now() - interval '29 days'
 		  FROM generate_series(1, 100) g`)
 	db.exec(`INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, started_at, ended_at)
 		SELECT 'young-r' || g, $1, 'old-fn', 'young-' || g, 'young-wf-' || g, 'Completed', now() - interval '29 days', now() - interval '29 days'
@@ -65,8 +65,8 @@ func TestRetentionUnderLoad(t *testing.T) {
 	db.exec(`INSERT INTO cancellations (id, app_id, function_id, status, created_at, updated_at, heartbeat_at)
 		SELECT 'young-c' || g, $1, 'old-fn', 'Completed', now() - interval '29 days', now() - interval '29 days', now() - interval '29 days'
 		  FROM generate_series(1, 5) g`, s.app)
-	db.exec(`INSERT INTO events (id, name, data, ts, received_at)
-		SELECT 'keep-' || g, 'fault/retention-old', '{}', 0, now() - interval '60 days'
+	db.exec(`INSERT INTO events (id, name, data, ts, received_at, dispatched_at)
+		SELECT 'keep-' || g, 'fault/retention-old', '{}', 0, now() - interval '60 days', now() - interval '60 days'
 		  FROM generate_series(1, 10) g`)
 	db.exec(`INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, started_at)
 		SELECT 'keep-r' || g, $1, 'old-fn', 'keep-' || g, 'keep-wf-' || g, 'Running', now() - interval '60 days'
@@ -146,8 +146,8 @@ func (d *retentionDB) exec(sql string, args ...any) {
 func (d *retentionDB) insertOld(prefix string, n int) {
 	d.t.Helper()
 	d.exec(`WITH e AS (
-		  INSERT INTO events (id, name, data, ts, received_at)
-		  SELECT $1 || g, 'fault/retention-old', '{"old":true}', 0, now() - interval '60 days' + g * interval '1 ms'
+		  INSERT INTO events (id, name, data, ts, received_at, dispatched_at)
+		  SELECT $1 || g, 'fault/retention-old', '{"old":true}', 0, now() - interval '60 days' + g * interval '1 ms', now() - interval '60 days'
 		    FROM generate_series(1, $2::int) g),
 		r AS (
 		  INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, started_at, ended_at)

@@ -182,8 +182,13 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 }
 
 // vacuumEvery is how many claimed pending_events rows make the driver
-// vacuum the table.
-const vacuumEvery = 20_000
+// vacuum the table, at most once per vacuumGap: under a heavy backlog the
+// table is large, and a vacuum every few hundred milliseconds would cost more
+// than the dead rows it removes.
+const (
+	vacuumEvery = 20_000
+	vacuumGap   = 2 * time.Second
+)
 
 // claimedRows counts n pending_events rows deleted by a claim and, every
 // vacuumEvery of them, vacuums the table in the background, one vacuum at a
@@ -193,10 +198,12 @@ const vacuumEvery = 20_000
 // dead entries every minute. The table only ever holds the backlog, so the
 // vacuum takes milliseconds, and it blocks neither ingest nor claims.
 func (d *Driver) claimedRows(n int) {
-	if d.claimed.Add(int64(n)) < vacuumEvery || !d.vacuuming.CompareAndSwap(false, true) {
+	if d.claimed.Add(int64(n)) < vacuumEvery || time.Since(time.Unix(0, d.lastVacuum.Load())) < vacuumGap ||
+		!d.vacuuming.CompareAndSwap(false, true) {
 		return
 	}
 	d.claimed.Store(0)
+	d.lastVacuum.Store(time.Now().UnixNano())
 	d.vacuums.Add(1)
 	go func() {
 		defer d.vacuums.Done()
@@ -213,14 +220,23 @@ func (d *Driver) claimedRows(n int) {
 // claimEventsSQL takes the oldest pending events no other claim holds: it
 // deletes their pending_events rows, which the claim's transaction keeps
 // locked until it commits (or restores, if it rolls back), and reads the
-// events by seq. The = ANY(ARRAY(...)) keeps every plan on the indexes.
+// events by seq. It also takes the events an older replica wrote during a
+// rolling upgrade (dispatched_at NULL, migration 010): it marks them the new
+// way, under the same locks and rollback. That index holds no other rows, so
+// its probe costs next to nothing. The = ANY(ARRAY(...)) keeps every plan on
+// the indexes.
 const claimEventsSQL = `
 WITH c AS (
     DELETE FROM pending_events WHERE seq = ANY(ARRAY(
         SELECT seq FROM pending_events ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED))
+    RETURNING seq),
+legacy AS (
+    UPDATE events SET dispatched_at = '-infinity' WHERE seq = ANY(ARRAY(
+        SELECT seq FROM events WHERE dispatched_at IS NULL ORDER BY seq
+         LIMIT greatest($1 - (SELECT count(*) FROM c), 0) FOR UPDATE SKIP LOCKED))
     RETURNING seq)
 SELECT seq, id, name, data, ts, v, received_at, false, trace FROM events
- WHERE seq = ANY(ARRAY(SELECT seq FROM c))
+ WHERE seq = ANY(ARRAY(SELECT seq FROM c UNION ALL SELECT seq FROM legacy))
  ORDER BY seq`
 
 const insertRunsSQL = `
@@ -299,7 +315,7 @@ func recordClaim(ctx context.Context, tx pgx.Tx, events []store.Event, seqs []in
 // PendingEvents counts events not yet dispatched.
 func (d *Driver) PendingEvents(ctx context.Context) (int64, error) {
 	var n int64
-	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM pending_events`).Scan(&n); err != nil {
+	if err := d.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pending_events) + (SELECT count(*) FROM events WHERE dispatched_at IS NULL)`).Scan(&n); err != nil {
 		return 0, wrapErr("pending events", err)
 	}
 	return n, nil
@@ -370,7 +386,7 @@ RETURNING id`
 
 const insertSystemEventSQL = `
 WITH e AS (
-    INSERT INTO events (id, name, data, ts, v, received_at) VALUES ($1, $2, $3, $4, $5, $6)
+    INSERT INTO events (id, name, data, ts, v, received_at, dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, '-infinity')
     ON CONFLICT (id) DO NOTHING
     RETURNING seq)
 INSERT INTO pending_events (seq) SELECT seq FROM e`

@@ -128,3 +128,59 @@ func TestClaimsVacuumPendingEvents(t *testing.T) {
 	require.Eventually(t, func() bool { return vacuums() > start }, 10*time.Second, 100*time.Millisecond,
 		"no vacuum of pending_events after %d claimed rows", vacuumEvery+200)
 }
+
+// During a rolling upgrade a replica of the previous version writes events
+// the old way: no pending_events row, dispatched_at NULL. The router claims
+// them too, marks them, and keeps one it does not dispatch pending.
+func TestClaimTakesEventsOfAnOlderReplica(t *testing.T) {
+	t.Parallel()
+	d, ctx := outboxDriver(t)
+	_, err := d.pool.Exec(ctx, `INSERT INTO events (id, name, data, ts, received_at)
+		VALUES ('old-a', 'outbox/old', '{}', 0, now()), ('old-b', 'outbox/old', '{}', 0, now())`)
+	require.NoError(t, err)
+	_, err = d.InsertEvents(ctx, outboxEvents("new", 2), time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	n, err := d.PendingEvents(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(4), n)
+	e, err := d.GetEvent(ctx, "old-a")
+	require.NoError(t, err)
+	require.False(t, e.Dispatched)
+
+	var claimed []string
+	_, err = d.ClaimEvents(ctx, 10, func(_ context.Context, _ store.ClaimTx, events []store.Event) (store.Claim, error) {
+		for _, e := range events {
+			claimed = append(claimed, e.ID)
+		}
+		// old-b is not done: it stays pending.
+		return store.Claim{Dispatched: []string{"old-a", "new-0", "new-1"}}, nil
+	})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"old-a", "old-b", "new-0", "new-1"}, claimed)
+	n, err = d.PendingEvents(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	for id, want := range map[string]bool{"old-a": true, "old-b": false, "new-0": true} {
+		e, err := d.GetEvent(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, want, e.Dispatched, id)
+	}
+	// The next claim takes old-b, now through pending_events, and a claim
+	// never takes more than its limit from the two sources together.
+	_, err = d.pool.Exec(ctx, `INSERT INTO events (id, name, data, ts, received_at)
+		SELECT 'old-more-' || g, 'outbox/old', '{}', 0, now() FROM generate_series(1, 5) g`)
+	require.NoError(t, err)
+	claimed = nil
+	_, err = d.ClaimEvents(ctx, 3, func(_ context.Context, _ store.ClaimTx, events []store.Event) (store.Claim, error) {
+		ids := make([]string, len(events))
+		for i, e := range events {
+			ids[i] = e.ID
+		}
+		claimed = ids
+		return store.Claim{Dispatched: ids}, nil
+	})
+	require.NoError(t, err)
+	require.Len(t, claimed, 3)
+	require.Contains(t, claimed, "old-b")
+	require.Equal(t, 6-3, claimAll(t, ctx, d))
+}

@@ -30,9 +30,10 @@ type Driver struct {
 
 	// Claims delete pending_events rows; every vacuumEvery of them the
 	// driver vacuums the table itself (see vacuumPending).
-	claimed   atomic.Int64
-	vacuuming atomic.Bool
-	vacuums   sync.WaitGroup
+	claimed    atomic.Int64
+	vacuuming  atomic.Bool
+	lastVacuum atomic.Int64 // UnixNano of the last vacuum's start
+	vacuums    sync.WaitGroup
 }
 
 var _ store.Driver = (*Driver)(nil)
@@ -132,11 +133,11 @@ func (d *Driver) Migrate(ctx context.Context) error {
 // again.
 const insertEventsSQL = `
 WITH e AS (
-    INSERT INTO events AS e (id, name, data, ts, v, received_at, trace)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
+    INSERT INTO events AS e (id, name, data, ts, v, received_at, trace, dispatched_at)
+    SELECT *, '-infinity'::timestamptz FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
     ON CONFLICT (id) DO UPDATE
        SET name = excluded.name, data = excluded.data, ts = excluded.ts, v = excluded.v,
-           received_at = excluded.received_at, trace = excluded.trace
+           received_at = excluded.received_at, trace = excluded.trace, dispatched_at = '-infinity'
      WHERE e.received_at < $8
     RETURNING seq, id),
 p AS (INSERT INTO pending_events (seq) SELECT seq FROM e ON CONFLICT DO NOTHING)
@@ -221,8 +222,8 @@ func eventColumnsOf(events []store.Event, idx []int) []any {
 
 const insertFreshSQL = `
 WITH e AS (
-    INSERT INTO events (id, name, data, ts, v, received_at, trace)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
+    INSERT INTO events (id, name, data, ts, v, received_at, trace, dispatched_at)
+    SELECT *, '-infinity'::timestamptz FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
     RETURNING seq)
 INSERT INTO pending_events (seq) SELECT seq FROM e`
 
@@ -253,9 +254,10 @@ func upsertEvents(ctx context.Context, q querier, events []store.Event, idx []in
 }
 
 // eventColumns reads an event of the table events (unaliased); dispatched is
-// whether it has left pending_events.
+// whether it has left pending_events (and, for a row an older replica wrote,
+// whether the router marked it: see migration 010).
 const eventColumns = `seq, id, name, data, ts, v, received_at,
-	NOT EXISTS (SELECT 1 FROM pending_events p WHERE p.seq = events.seq), trace`
+	dispatched_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pending_events p WHERE p.seq = events.seq), trace`
 
 func scanEvent(row pgx.Row) (store.Event, int64, error) {
 	var (

@@ -30,7 +30,7 @@ const (
 	purgeEventsSQL = `
 DELETE FROM events WHERE id = ANY(ARRAY(
     SELECT e.id FROM events e
-     WHERE e.received_at < $1
+     WHERE e.received_at < $1 AND e.dispatched_at IS NOT NULL
        AND (SELECT p.seq FROM pending_events p WHERE p.seq = e.seq) IS NULL
        AND NOT EXISTS (SELECT 1 FROM runs r
                         WHERE r.event_id = e.id AND r.status IN ('Scheduled', 'Running'))

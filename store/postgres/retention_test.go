@@ -29,8 +29,8 @@ func TestPurgeUsesIndexes(t *testing.T) {
 	// 20,000 events and runs a second apart, 5% of them older than the
 	// cutoff; ids in no particular order; some runs unfinished, some linked.
 	for _, q := range []string{
-		`INSERT INTO events (id, name, data, ts, received_at)
-		 SELECT md5(g::text), 'n/' || (g % 50), '{}', 0, now() - g * interval '1 second'
+		`INSERT INTO events (id, name, data, ts, received_at, dispatched_at)
+		 SELECT md5(g::text), 'n/' || (g % 50), '{}', 0, now() - g * interval '1 second', '-infinity'
 		   FROM generate_series(1, 20000) g`,
 		`INSERT INTO pending_events (seq)
 		 SELECT e.seq FROM generate_series(4, 20000, 4) g JOIN events e ON e.id = md5(g::text)`,
