@@ -231,7 +231,7 @@ func setup(ctx context.Context, base string, flushers int) (*bench, error) {
 }
 
 func (b *bench) truncate(ctx context.Context) {
-	if _, err := b.driver.Pool().Exec(ctx, "TRUNCATE events"); err != nil {
+	if _, err := b.driver.Pool().Exec(ctx, "TRUNCATE events, pending_events"); err != nil {
 		log.Fatalf("bench: truncate: %v", err)
 	}
 }

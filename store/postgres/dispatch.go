@@ -137,7 +137,8 @@ func (d *Driver) ListFunctions(ctx context.Context) ([]store.Function, error) {
 // transaction. fn reads waits and flow state through a ClaimTx bound to that
 // transaction, so the candidate waits, limiters and keys it sees stay locked
 // until the claim commits. A failing fn rolls everything back, flow state
-// included.
+// included. It returns how many pending rows it took: the events, and rows
+// whose event is gone (deleted by hand), which it drops without calling fn.
 func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error)) (int, error) {
 	if limit <= 0 {
 		return 0, store.ErrClaimLimit
@@ -153,17 +154,45 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 	if err != nil {
 		return 0, wrapErr("claim events", err)
 	}
-	var seqs []int64
-	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Event, error) {
-		e, seq, err := scanEvent(row)
+	var (
+		events []store.Event
+		seqs   []int64
+		taken  int // pending rows taken, with those whose event is gone
+	)
+	for rows.Next() {
+		var (
+			e    store.Event
+			seq  int64
+			id   *string
+			ts   *int64
+			recv *time.Time
+			name string
+		)
+		if err := rows.Scan(&seq, &id, &name, &e.Data, &ts, &e.V, &recv, &e.Trace); err != nil {
+			rows.Close()
+			return 0, wrapErr("claim events", err)
+		}
+		taken++
+		if id == nil {
+			continue // its event was deleted: the claim just drops the row
+		}
+		e.ID, e.Name, e.TS, e.ReceivedAt = *id, name, *ts, *recv
+		events = append(events, e)
 		seqs = append(seqs, seq)
-		return e, err
-	})
-	if err != nil {
+	}
+	if err := rows.Err(); err != nil {
 		return 0, wrapErr("claim events", err)
 	}
 	if len(events) == 0 {
-		return 0, nil
+		if taken == 0 {
+			return 0, nil
+		}
+		// Only rows whose events are gone (deleted by hand, say): drop them
+		// rather than leave them at the head of the outbox for every claim.
+		if err := tx.Commit(ctx); err != nil {
+			return 0, wrapErr("claim events", err)
+		}
+		return taken, nil
 	}
 	ctl := &claimTx{tx: tx, candidates: map[string]bool{}}
 	claim, err := fn(ctx, ctl, events)
@@ -177,8 +206,8 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 	if err := tx.Commit(ctx); err != nil {
 		return 0, wrapErr("claim events", err)
 	}
-	d.claimedRows(len(events))
-	return len(events), nil
+	d.claimedRows(taken)
+	return taken, nil
 }
 
 // vacuumEvery is how many claimed pending_events rows make the driver
@@ -220,11 +249,13 @@ func (d *Driver) claimedRows(n int) {
 // claimEventsSQL takes the oldest pending events no other claim holds: it
 // deletes their pending_events rows, which the claim's transaction keeps
 // locked until it commits (or restores, if it rolls back), and reads the
-// events by seq. It also takes the events an older replica wrote during a
+// events by seq, one row per pending row taken (the event's columns are NULL
+// for a row whose event is gone). It also takes the events an older replica wrote during a
 // rolling upgrade (dispatched_at NULL, migration 010): it marks them the new
 // way, under the same locks and rollback. That index holds no other rows, so
-// its probe costs next to nothing. The = ANY(ARRAY(...)) keeps every plan on
-// the indexes.
+// its probe costs next to nothing. The = ANY(ARRAY(...)) and the LIMIT of
+// the lateral read (which the planner cannot pull up into a join) keep every
+// plan on the indexes.
 const claimEventsSQL = `
 WITH c AS (
     DELETE FROM pending_events WHERE seq = ANY(ARRAY(
@@ -235,9 +266,11 @@ legacy AS (
         SELECT seq FROM events WHERE dispatched_at IS NULL ORDER BY seq
          LIMIT greatest($1 - (SELECT count(*) FROM c), 0) FOR UPDATE SKIP LOCKED))
     RETURNING seq)
-SELECT seq, id, name, data, ts, v, received_at, false, trace FROM events
- WHERE seq = ANY(ARRAY(SELECT seq FROM c UNION ALL SELECT seq FROM legacy))
- ORDER BY seq`
+SELECT t.seq, e.id, coalesce(e.name, ''), e.data, e.ts, coalesce(e.v, ''), e.received_at, coalesce(e.trace, '')
+  FROM (SELECT seq FROM c UNION ALL SELECT seq FROM legacy) t
+  LEFT JOIN LATERAL (SELECT id, name, data, ts, v, received_at, trace FROM events
+                      WHERE events.seq = t.seq LIMIT 1) e ON true
+ ORDER BY t.seq`
 
 const insertRunsSQL = `
 INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)

@@ -184,3 +184,45 @@ func TestClaimTakesEventsOfAnOlderReplica(t *testing.T) {
 	require.Contains(t, claimed, "old-b")
 	require.Equal(t, 6-3, claimAll(t, ctx, d))
 }
+
+// A pending row whose event is gone (an operator deleted or truncated
+// events) never blocks the outbox: a claim drops it, passes fn only the
+// events that exist, and counts the row in what it took.
+func TestClaimDropsRowsWhoseEventIsGone(t *testing.T) {
+	t.Parallel()
+	d, ctx := outboxDriver(t)
+	_, err := d.InsertEvents(ctx, outboxEvents("gone", 6), time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	_, err = d.pool.Exec(ctx, `DELETE FROM events WHERE id IN ('gone-0', 'gone-1', 'gone-2', 'gone-4')`)
+	require.NoError(t, err)
+
+	// The oldest three pending rows have no event: nothing for fn, and the
+	// rows are gone.
+	n, err := d.ClaimEvents(ctx, 3, func(context.Context, store.ClaimTx, []store.Event) (store.Claim, error) {
+		t.Fatal("fn called without events")
+		return store.Claim{}, nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	pending, err := d.PendingEvents(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), pending)
+
+	var got []string
+	n, err = d.ClaimEvents(ctx, 10, func(_ context.Context, _ store.ClaimTx, events []store.Event) (store.Claim, error) {
+		for _, e := range events {
+			got = append(got, e.ID)
+			require.Equal(t, "outbox/test", e.Name)
+			require.JSONEq(t, `{"i":1}`, string(e.Data))
+			require.NotZero(t, e.TS)
+			require.False(t, e.ReceivedAt.IsZero())
+		}
+		return store.Claim{Dispatched: got}, nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	require.Equal(t, []string{"gone-3", "gone-5"}, got)
+	pending, err = d.PendingEvents(ctx)
+	require.NoError(t, err)
+	require.Zero(t, pending)
+}
