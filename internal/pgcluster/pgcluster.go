@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-run/herald/internal/subproc"
 )
 
 // ErrUnavailable wraps the reason this machine cannot run a private cluster
@@ -92,7 +93,7 @@ func Start(ctx context.Context, settings ...string) (*Cluster, error) {
 			return nil, fmt.Errorf("%w: chown %s: %v", ErrUnavailable, c.dir, err)
 		}
 	}
-	if c.port, err = freePort(); err != nil {
+	if c.port, err = subproc.FreePort(); err != nil {
 		_ = os.RemoveAll(c.dir)
 		return nil, err
 	}
@@ -201,13 +202,4 @@ func (c *Cluster) kill() {
 		<-c.done
 	}
 	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
