@@ -103,7 +103,7 @@ func ev(name string, data map[string]any) map[string]any {
 
 func TestConcurrencyLimit(t *testing.T) {
 	t.Parallel()
-	key := "conc-" + t.Name()
+	key := testKey(t, "conc-")
 	b := setup(t, setupOpts{}, flowFn(herald.FunctionOpts{
 		ID: "limited", Triggers: []herald.Trigger{herald.OnEvent("test/limited")},
 		Concurrency: []herald.Concurrency{{Limit: 2}},
@@ -128,7 +128,7 @@ func TestConcurrencyLimit(t *testing.T) {
 
 func TestThrottleSpacesStarts(t *testing.T) {
 	t.Parallel()
-	key := "throttle-" + t.Name()
+	key := testKey(t, "throttle-")
 	b := setup(t, setupOpts{}, herald.NewFunction(herald.FunctionOpts{
 		ID: "throttled", Triggers: []herald.Trigger{herald.OnEvent("test/throttled")},
 		Throttle: &herald.Throttle{Limit: 1, Period: time.Second},
@@ -279,7 +279,7 @@ func TestSingletonSkipAndCancel(t *testing.T) {
 				ID: "single", Triggers: []herald.Trigger{herald.OnEvent("test/single")},
 				Singleton: &herald.Singleton{Key: "event.data.user", Mode: mode},
 			}))
-			key := "single-" + t.Name()
+			key := testKey(t, "single-")
 			first := b.send(t, ev("test/single", map[string]any{"user": "u1", "hold": 4000, "key": key, "seq": 1}))[0]
 			require.Eventually(t, func() bool {
 				gauges.Lock()
@@ -351,7 +351,7 @@ func TestTimeouts(t *testing.T) {
 			ID: "slow", Triggers: []herald.Trigger{herald.OnEvent("test/slow")},
 			Timeouts: &herald.Timeouts{Finish: time.Second},
 		}))
-		id := b.send(t, ev("test/slow", map[string]any{"hold": 20000, "key": "slow-" + t.Name()}))[0]
+		id := b.send(t, ev("test/slow", map[string]any{"hold": 20000, "key": testKey(t, "slow-")}))[0]
 		r := b.waitRuns(t, id, 1)[0]
 		require.Equal(t, "Cancelled", r.Status)
 		require.Contains(t, r.Error, "timeouts.finish")

@@ -38,6 +38,14 @@ var (
 	broken   sync.Map // key -> bool
 )
 
+// testKey is a key for the package-level counters and gauges that no other
+// test, nor another -count iteration of the same one, shares.
+func testKey(t *testing.T, prefix string) string {
+	return fmt.Sprintf("%s%s-%d", prefix, t.Name(), keySeq.Add(1))
+}
+
+var keySeq atomic.Int64
+
 func counter(key string) *atomic.Int64 {
 	c, _ := counters.LoadOrStore(key, new(atomic.Int64))
 	return c.(*atomic.Int64)
@@ -106,7 +114,7 @@ func (b *bundle) waitReplay(t *testing.T, id string) ingest.ReplayJSON {
 
 func TestReplayFailedRunsAfterTheFix(t *testing.T) {
 	t.Parallel()
-	key := t.Name()
+	key := testKey(t, "")
 	broken.Store(key, true)
 	b := setup(t, setupOpts{}, chargeFn(herald.FunctionOpts{ID: "charge", Triggers: []herald.Trigger{herald.OnEvent("test/charge")}}))
 	from := time.Now().Add(-time.Second)
@@ -154,7 +162,7 @@ func TestReplayFailedRunsAfterTheFix(t *testing.T) {
 
 func TestPauseSkipsThenResumeAndReplay(t *testing.T) {
 	t.Parallel()
-	key := t.Name()
+	key := testKey(t, "")
 	b := setup(t, setupOpts{}, chargeFn(herald.FunctionOpts{ID: "charge", Triggers: []herald.Trigger{herald.OnEvent("test/charge")}}))
 	fn := b.app + "/charge"
 	var paused struct {
@@ -216,7 +224,7 @@ func TestPauseSkipsThenResumeAndReplay(t *testing.T) {
 
 func TestRerunFromAStepKeepsTheStepsBefore(t *testing.T) {
 	t.Parallel()
-	key := t.Name()
+	key := testKey(t, "")
 	broken.Store(key, true)
 	b := setup(t, setupOpts{}, chargeFn(herald.FunctionOpts{ID: "charge", Triggers: []herald.Trigger{herald.OnEvent("test/charge")}}))
 	id := b.send(t, ev("test/charge", map[string]any{"key": key}))[0]
@@ -298,7 +306,7 @@ func TestReplayOfABatchCarriesAllItsEvents(t *testing.T) {
 // counts and starts nothing twice.
 func TestReplayJobSurvivesItsReplica(t *testing.T) {
 	t.Parallel()
-	key := t.Name()
+	key := testKey(t, "")
 	broken.Store(key, true)
 	b := setup(t, setupOpts{}, chargeFn(herald.FunctionOpts{ID: "charge", Triggers: []herald.Trigger{herald.OnEvent("test/charge")}}))
 	from := time.Now().Add(-time.Second)
@@ -397,7 +405,7 @@ func startReplica(t *testing.T, b *bundle) {
 // wrong when the events came.
 func TestReplayOfEventsRunsATriggerFixedLater(t *testing.T) {
 	t.Parallel()
-	key := t.Name()
+	key := testKey(t, "")
 	b := setup(t, setupOpts{}, chargeFn(herald.FunctionOpts{ID: "charge", Triggers: []herald.Trigger{herald.OnEvent("test/charge.typo")}}))
 	from := time.Now().Add(-time.Second)
 	ids := b.send(t, ev("test/charge", map[string]any{"key": key}), ev("test/charge", map[string]any{"key": key}), ev("test/other", map[string]any{"key": key}))
