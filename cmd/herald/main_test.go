@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -244,6 +245,14 @@ func TestDev(t *testing.T) {
 	}
 	require.FileExists(t, filepath.Join(dir, "herald.db"))
 	require.FileExists(t, filepath.Join(dir, "temporal.db"))
+	// The dev server's database is in WAL mode (a setting kept in the file)
+	// and syncs every commit.
+	db, err := sql.Open("sqlite", filepath.Join(dir, "temporal.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	var mode string
+	require.NoError(t, db.QueryRow("PRAGMA journal_mode").Scan(&mode))
+	require.Equal(t, "wal", mode, "journal mode of the dev server's database")
 	// The dev server is gone with Herald.
 	_, err = net.DialTimeout("tcp", temporalAddr, time.Second)
 	require.Error(t, err, "the Temporal dev server should stop with herald dev")

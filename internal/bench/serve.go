@@ -382,6 +382,27 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 	}
 }
 
+// benchE2EAsMakeDev measures what `make dev` gives: herald dev starting its
+// own Temporal dev server, whose SQLite database is a file in the data dir
+// (the sides above share an in-memory one). There is no shim counterpart:
+// a Temporal user's dev server keeps nothing unless given a file.
+func benchE2EAsMakeDev(ctx context.Context, o serveOpts, n int) {
+	cli, err := temporaltest.CLIPath()
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	addr, temporal, ui := freeAddr(), freeAddr(), freeAddr()
+	_, uiPort, _ := net.SplitHostPort(ui)
+	devLog := filepath.Join(o.dir, "herald-dev-own-server.log")
+	dev := startProcess(devLog, nil, o.bins.herald, "dev", "--addr", addr, "--data-dir", filepath.Join(o.dir, "dev-own-server"),
+		"--temporal-cli", cli, "--temporal-address", temporal, "--temporal-ui-port", uiPort, "--worker", o.bins.demo, "--log-level", "warn")
+	waitHTTP("http://"+addr+"/readyz", dev, devLog)
+	waitSynced("http://"+addr+"/v1/functions", "welcome-email", dev, devLog)
+	h := runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/dev", "-n", strconv.Itoa(n), "-type", "welcome-email", "-addr", temporal)
+	dev.stop()
+	report("e2e_herald_dev_own_server", h.rate, "runs/s (herald dev as make dev runs it: its own dev server, a SQLite file in the data dir)")
+}
+
 func mean(xs []float64) float64 {
 	var sum float64
 	for _, x := range xs {
