@@ -356,15 +356,7 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 					shimRates = append(shimRates, s.rate)
 					shimHistory = historyLength(ctx, ts.Client(), "ShimWelcome")
 				case "herald":
-					addr := freeAddr()
-					devLog := filepath.Join(o.dir, fmt.Sprintf("herald-dev-%s-%d.log", label, round))
-					dev := startProcess(devLog, nil, o.bins.herald, "dev", "--addr", addr, "--data-dir", filepath.Join(o.dir, fmt.Sprintf("dev-%s-%d", label, round)),
-						"--temporal-address", temporal, "--worker", o.bins.demo, "--log-level", "warn")
-					waitHTTP("http://"+addr+"/readyz", dev, devLog)
-					waitSynced("http://"+addr+"/v1/functions", "welcome-email", dev, devLog)
-					h := runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/dev", "-n", strconv.Itoa(n), "-type", "welcome-email", "-addr", temporal)
-					dev.stop()
-					heraldRates = append(heraldRates, h.rate)
+					heraldRates = append(heraldRates, runHeraldDev(o, fmt.Sprintf("%s-%d", label, round), temporal, n))
 					heraldHistory = historyLength(ctx, ts.Client(), "welcome-email")
 				}
 				_ = ts.Stop()
@@ -386,21 +378,30 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 // own Temporal dev server, whose SQLite database is a file in the data dir
 // (the sides above share an in-memory one). There is no shim counterpart:
 // a Temporal user's dev server keeps nothing unless given a file.
-func benchE2EAsMakeDev(ctx context.Context, o serveOpts, n int) {
+func benchE2EAsMakeDev(o serveOpts, n int) {
 	cli, err := temporaltest.CLIPath()
 	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
-	addr, temporal, ui := freeAddr(), freeAddr(), freeAddr()
-	_, uiPort, _ := net.SplitHostPort(ui)
-	devLog := filepath.Join(o.dir, "herald-dev-own-server.log")
-	dev := startProcess(devLog, nil, o.bins.herald, "dev", "--addr", addr, "--data-dir", filepath.Join(o.dir, "dev-own-server"),
-		"--temporal-cli", cli, "--temporal-address", temporal, "--temporal-ui-port", uiPort, "--worker", o.bins.demo, "--log-level", "warn")
+	_, uiPort, _ := net.SplitHostPort(freeAddr())
+	rate := runHeraldDev(o, "own-server", freeAddr(), n, "--temporal-cli", cli, "--temporal-ui-port", uiPort)
+	report("e2e_herald_dev_own_server", rate, "runs/s (herald dev as make dev runs it: its own dev server, a SQLite file in the data dir)")
+}
+
+// runHeraldDev runs herald dev with the example worker against the Temporal
+// dev server at temporal (which herald dev starts when none answers there),
+// posts n signups with e2ebase, and returns the completed runs per second.
+func runHeraldDev(o serveOpts, name, temporal string, n int, extra ...string) float64 {
+	addr := freeAddr()
+	devLog := filepath.Join(o.dir, "herald-dev-"+name+".log")
+	args := append([]string{"dev", "--addr", addr, "--data-dir", filepath.Join(o.dir, "dev-"+name),
+		"--temporal-address", temporal, "--worker", o.bins.demo, "--log-level", "warn"}, extra...)
+	dev := startProcess(devLog, nil, o.bins.herald, args...)
 	waitHTTP("http://"+addr+"/readyz", dev, devLog)
 	waitSynced("http://"+addr+"/v1/functions", "welcome-email", dev, devLog)
 	h := runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/dev", "-n", strconv.Itoa(n), "-type", "welcome-email", "-addr", temporal)
 	dev.stop()
-	report("e2e_herald_dev_own_server", h.rate, "runs/s (herald dev as make dev runs it: its own dev server, a SQLite file in the data dir)")
+	return h.rate
 }
 
 func mean(xs []float64) float64 {
