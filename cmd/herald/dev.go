@@ -230,16 +230,11 @@ func startTemporalDevServer(log *slog.Logger, bin, address, namespace string, ui
 	args := []string{"server", "start-dev",
 		"--ip", host, "--port", port, "--ui-port", strconv.Itoa(uiPort),
 		"--db-filename", filepath.Join(dataDir, "temporal.db"),
-		// The file in WAL mode: each commit is still synced to disk
-		// (synchronous=FULL, as with SQLite's default rollback journal), but
-		// appended to the log instead of copying pages to a journal first.
-		// With the example worker, 600 signups went from 16.6 to 32.4
-		// completed runs a second on 2 cores.
-		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=full",
 		"--namespace", namespace,
 		// Task priority needs the new matcher on this server version.
 		"--dynamic-config-value", "matching.useNewMatcher=true",
 	}
+	args = append(args, temporalx.DevServerFile...)
 	args = append(args, temporalx.DevServerTuning...)
 	args = append(args, "--log-level", "warn")
 	for _, sa := range temporalx.SearchAttributes {

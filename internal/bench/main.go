@@ -88,7 +88,7 @@ func main() {
 		}
 		if want("e2e") {
 			benchE2E(ctx, o, *e2eRuns, max(*e2eRounds, 1))
-			benchE2EAsMakeDev(o, *e2eRuns)
+			benchE2EAsMakeDev(ctx, o, *e2eRuns)
 		}
 	}
 	component := false

@@ -347,13 +347,7 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 				temporal := ts.FrontendHostPort()
 				switch side {
 				case "shim":
-					shimAddr := freeAddr()
-					shimLog := filepath.Join(o.dir, fmt.Sprintf("shim-%s-%d.log", label, round))
-					shim := startProcess(shimLog, nil, o.bins.e2ebase, "-serve", shimAddr, "-addr", temporal)
-					time.Sleep(time.Second)
-					s := runTool(o.bins.e2ebase, "-post", "http://"+shimAddr+"/e/x", "-n", strconv.Itoa(n), "-type", "ShimWelcome", "-addr", temporal)
-					shim.stop()
-					shimRates = append(shimRates, s.rate)
+					shimRates = append(shimRates, runShim(o, fmt.Sprintf("%s-%d", label, round), temporal, n))
 					shimHistory = historyLength(ctx, ts.Client(), "ShimWelcome")
 				case "herald":
 					heraldRates = append(heraldRates, runHeraldDev(o, fmt.Sprintf("%s-%d", label, round), temporal, n))
@@ -375,17 +369,39 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 }
 
 // benchE2EAsMakeDev measures what `make dev` gives: herald dev starting its
-// own Temporal dev server, whose SQLite database is a file in the data dir
-// (the sides above share an in-memory one). There is no shim counterpart:
-// a Temporal user's dev server keeps nothing unless given a file.
-func benchE2EAsMakeDev(o serveOpts, n int) {
+// own Temporal dev server, whose state is a SQLite file in the data dir (the
+// sides above share an in-memory server). Its anchor, in the same run, is the
+// shim on a dev server with a file of its own and the same settings
+// (temporaltest gives a file the ones herald dev uses). One round each, shim
+// first.
+func benchE2EAsMakeDev(ctx context.Context, o serveOpts, n int) {
+	ts, err := temporaltest.Start(ctx, temporaltest.Options{DBFile: filepath.Join(o.dir, "shim-own-server.db")})
+	if err != nil {
+		log.Fatalf("bench: temporal dev server: %v", err)
+	}
+	shim := runShim(o, "own-server", ts.FrontendHostPort(), n)
+	_ = ts.Stop()
 	cli, err := temporaltest.CLIPath()
 	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 	_, uiPort, _ := net.SplitHostPort(freeAddr())
-	rate := runHeraldDev(o, "own-server", freeAddr(), n, "--temporal-cli", cli, "--temporal-ui-port", uiPort)
-	report("e2e_herald_dev_own_server", rate, "runs/s (herald dev as make dev runs it: its own dev server, a SQLite file in the data dir)")
+	herald := runHeraldDev(o, "own-server", freeAddr(), n, "--temporal-cli", cli, "--temporal-ui-port", uiPort)
+	report("e2e_shim_file_server", shim, "runs/s (the shim on a dev server keeping its state in a SQLite file, with herald dev's settings)")
+	report("e2e_herald_dev_own_server", herald, "runs/s (herald dev as make dev runs it: its own dev server, a SQLite file in the data dir)")
+	report("e2e_herald_dev_own_server_vs_shim", herald/shim, "ratio (one round each)")
+}
+
+// runShim runs the hand-written shim (e2ebase -serve) against the Temporal
+// dev server at temporal, posts n signups to it, and returns the completed
+// runs per second.
+func runShim(o serveOpts, name, temporal string, n int) float64 {
+	addr := freeAddr()
+	shim := startProcess(filepath.Join(o.dir, "shim-"+name+".log"), nil, o.bins.e2ebase, "-serve", addr, "-addr", temporal)
+	time.Sleep(time.Second)
+	s := runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/x", "-n", strconv.Itoa(n), "-type", "ShimWelcome", "-addr", temporal)
+	shim.stop()
+	return s.rate
 }
 
 // runHeraldDev runs herald dev with the example worker against the Temporal

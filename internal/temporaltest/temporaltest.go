@@ -52,8 +52,9 @@ func CLIPath() (string, error) {
 type Options struct {
 	// HostPort is the frontend address; empty picks a free port.
 	HostPort string
-	// DBFile persists the server's state (so a restart keeps it); empty keeps
-	// it in memory.
+	// DBFile persists the server's state (so a restart keeps it), with the
+	// file settings herald dev uses (temporalx.DevServerFile); empty keeps it
+	// in memory.
 	DBFile string
 	// Log receives the server's output; nil discards it.
 	Log io.Writer
@@ -71,6 +72,9 @@ func Start(ctx context.Context, o Options) (*testsuite.DevServer, error) {
 	args := []string{"--dynamic-config-value", "matching.useNewMatcher=true"}
 	if !o.NoTuning {
 		args = append(args, temporalx.DevServerTuning...)
+	}
+	if o.DBFile != "" {
+		args = append(args, temporalx.DevServerFile...)
 	}
 	for _, sa := range temporalx.SearchAttributes {
 		args = append(args, "--search-attribute", sa+"=Keyword")
