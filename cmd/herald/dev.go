@@ -61,6 +61,9 @@ func devCommand() command {
 			if len(args) > 0 {
 				return usageError{fmt.Sprintf("unexpected arguments %q", args)}
 			}
+			if err := temporal.check(); err != nil {
+				return err
+			}
 			hk, jobs, err := housekeeping.options()
 			if err != nil {
 				return err

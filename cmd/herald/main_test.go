@@ -358,3 +358,19 @@ func TestWebhookSecretNotShownInHelp(t *testing.T) {
 	require.Contains(t, r.stderr, "$HERALD_WEBHOOK_SECRET")
 	require.NotContains(t, r.stderr, "super-secret")
 }
+
+func TestTemporalCompressionFlag(t *testing.T) {
+	for _, cmd := range [][]string{
+		{"dev", "--data-dir", t.TempDir()},
+		{"serve", "--insecure", "--database-url", testdb.BaseURL()},
+		{"migrate", "--database-url", testdb.BaseURL()},
+	} {
+		r := runCLI(t, context.Background(), append(cmd, "--temporal-grpc-compression", "zstd")...)
+		require.Equal(t, 2, r.code, cmd[0])
+		require.Contains(t, r.stderr, `--temporal-grpc-compression: gRPC compression "zstd": must be "none" or "gzip"`, cmd[0])
+	}
+	t.Setenv("HERALD_TEMPORAL_GRPC_COMPRESSION", "brotli")
+	r := runCLI(t, context.Background(), "dev", "--data-dir", t.TempDir())
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, `"brotli"`)
+}

@@ -49,6 +49,9 @@ func serveCommand() command {
 			if len(args) > 0 {
 				return usageError{fmt.Sprintf("unexpected arguments %q", args)}
 			}
+			if err := temporal.check(); err != nil {
+				return err
+			}
 			hk, jobs, err := housekeeping.options()
 			if err != nil {
 				return err
@@ -144,6 +147,9 @@ func migrateCommand() command {
 		run: func(ctx context.Context, fs *flagSet, args []string) error {
 			if len(args) > 0 {
 				return usageError{fmt.Sprintf("unexpected arguments %q", args)}
+			}
+			if err := temporal.check(); err != nil {
+				return err
 			}
 			st, err := openStore(ctx, *dbURL)
 			if err != nil {

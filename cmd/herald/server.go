@@ -173,11 +173,11 @@ func newLogger(format, level string) (*slog.Logger, error) {
 // to Temporal exposes, declared once so their names, variables and defaults
 // cannot drift apart.
 type temporalFlags struct {
-	address, namespace *string
+	address, namespace, compression *string
 }
 
-// addTemporalFlags declares --temporal-address and --temporal-namespace;
-// addressHelp completes the address flag's help for the command.
+// addTemporalFlags declares --temporal-address, --temporal-namespace and
+// --temporal-grpc-compression; addressHelp completes the address flag's help for the command.
 func addTemporalFlags(fs *flagSet, addressHelp string) temporalFlags {
 	help := "Temporal frontend host:port"
 	if addressHelp != "" {
@@ -186,10 +186,25 @@ func addTemporalFlags(fs *flagSet, addressHelp string) temporalFlags {
 	return temporalFlags{
 		address:   fs.String("temporal-address", "HERALD_TEMPORAL_ADDRESS", "127.0.0.1:7233", help),
 		namespace: fs.String("temporal-namespace", "HERALD_TEMPORAL_NAMESPACE", "default", "Temporal namespace Herald's runs live in"),
+		compression: fs.String("temporal-grpc-compression", "HERALD_TEMPORAL_GRPC_COMPRESSION", string(temporalx.CompressionNone),
+			"gRPC compression of Herald's calls to Temporal: none, or gzip (the Temporal SDK's default) to save bandwidth over a slow link at a CPU cost on both sides"),
 	}
+}
+
+// check refuses a compression the client would not accept, before the
+// command opens anything.
+func (f temporalFlags) check() error {
+	if _, err := temporalx.Compression(*f.compression).ConnectionOptions(); err != nil {
+		return usageError{"--temporal-grpc-compression: " + err.Error()}
+	}
+	return nil
 }
 
 // client returns a lazily connecting Temporal client for the flags.
 func (f temporalFlags) client(log *slog.Logger, interceptors ...interceptor.ClientInterceptor) (client.Client, error) {
-	return temporalx.NewLazyClient(*f.address, *f.namespace, log, interceptors...)
+	c, err := temporalx.NewLazyClient(*f.address, *f.namespace, temporalx.Compression(*f.compression), log, interceptors...)
+	if err != nil {
+		return nil, fmt.Errorf("--temporal-grpc-compression: %w", err)
+	}
+	return c, nil
 }

@@ -39,6 +39,10 @@ func main() {
 		HostPort:  env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
 		Namespace: env("TEMPORAL_NAMESPACE", "default"),
 		Logger:    sdklog.NewStructuredLogger(log),
+		// No gzip: the worker's calls carry small payloads to a Temporal
+		// nearby, where compressing them costs both sides CPU and saves
+		// little (the SDK compresses by default; Herald's server does not).
+		ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}},
 	})
 	if err != nil {
 		log.Error("cannot reach Temporal", "err", err)

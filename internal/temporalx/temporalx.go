@@ -56,15 +56,50 @@ var DevServerTuning = []string{
 // cores.
 var DevServerFile = []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=full"}
 
+// Compression names a gRPC compression of Herald's calls to Temporal: "none"
+// (Herald's default) or "gzip" (the Temporal SDK's default).
+//
+// Herald's calls carry events and step results of a few hundred bytes, to a
+// Temporal server on the same host or network. Gzip then saves little
+// bandwidth and costs CPU on both sides, the server's included: it
+// compresses its answers, workflow histories among them, for a client that
+// compresses. With the example worker on a tuned dev server, 1,200 signups
+// completed at 45.8 runs/s without compression and 42.9 with gzip (the means
+// of four interleaved runs each). Gzip is for a slow link.
+type Compression string
+
+// The compressions Herald's Temporal clients accept.
+const (
+	CompressionNone Compression = "none"
+	CompressionGzip Compression = "gzip"
+)
+
+// ConnectionOptions returns the SDK's connection options for c, or an error
+// naming the accepted values.
+func (c Compression) ConnectionOptions() (client.ConnectionOptions, error) {
+	switch c {
+	case CompressionNone:
+		return client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}}, nil
+	case CompressionGzip:
+		return client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionGzip{}}, nil
+	}
+	return client.ConnectionOptions{}, fmt.Errorf("gRPC compression %q: must be %q or %q", string(c), CompressionNone, CompressionGzip)
+}
+
 // NewLazyClient returns a client that connects on first use, so Herald can
 // start (and accept events) while Temporal is still down. Interceptors (such
 // as the tracing one) are added to every call.
-func NewLazyClient(address, namespace string, log *slog.Logger, interceptors ...interceptor.ClientInterceptor) (client.Client, error) {
+func NewLazyClient(address, namespace string, compression Compression, log *slog.Logger, interceptors ...interceptor.ClientInterceptor) (client.Client, error) {
+	conn, err := compression.ConnectionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("temporal client for %s: %w", address, err)
+	}
 	c, err := client.NewLazyClient(client.Options{
-		HostPort:     address,
-		Namespace:    namespace,
-		Logger:       sdklog.NewStructuredLogger(log),
-		Interceptors: interceptors,
+		HostPort:          address,
+		Namespace:         namespace,
+		Logger:            sdklog.NewStructuredLogger(log),
+		Interceptors:      interceptors,
+		ConnectionOptions: conn,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("temporal client for %s: %w", address, err)
