@@ -49,7 +49,7 @@ func main() {
 		toolsDir    = flag.String("tools", "../shared/tools", "directory of the shared load tools (loadgen, e2ebase), for the serve and e2e phases")
 		serveDur    = flag.Duration("serve-duration", 10*time.Second, "how long each load of the serve phase runs")
 		backlog     = flag.Duration("backlog", 10*time.Second, "load of 100-event requests sent to the stock PostgreSQL before it is measured (a table in use)")
-		targets     = flag.String("serve-targets", "shared,stock", "PostgreSQL servers the serve phase measures on: shared (the machine's server) and stock (a private cluster with stock settings)")
+		targets     = flag.String("serve-targets", "shared,stock,dev", "what the serve phase measures: herald serve on shared (the machine's PostgreSQL) and on stock (a private cluster with stock settings), and herald dev on its SQLite (dev)")
 		e2eRuns     = flag.Int("e2e-runs", 600, "events (runs) per side in the e2e phase")
 		e2eRounds   = flag.Int("e2e-rounds", 2, "rounds of the e2e phase; each runs both sides, each side on a fresh Temporal dev server, alternating which goes first")
 	)

@@ -11,6 +11,7 @@ package main
 //     the same database; single-event and 100-event requests, with and
 //     without client ids; on the shared server and on a private cluster with
 //     stock settings (autovacuum on) after a backlog; and herald's peak RSS.
+//     The same loads on `herald dev` (SQLite), as make dev runs it.
 //   - e2e: event → completed run through `herald dev` and the example worker,
 //     against the hand-written shim (an HTTP handler calling ExecuteWorkflow,
 //     a worker with the same steps) on the same Temporal dev server, with the
@@ -267,6 +268,10 @@ func benchServe(ctx context.Context, o serveOpts) {
 	report("serve_http_ceiling_batch100", ceiling100.rate, "events/s")
 
 	for _, target := range o.targets {
+		if target == "dev" {
+			benchDevIngest(o, ts.FrontendHostPort(), ceiling.rate)
+			continue
+		}
 		var url string
 		switch target {
 		case "shared":
@@ -281,6 +286,8 @@ func benchServe(ctx context.Context, o serveOpts) {
 			}
 			defer c.Stop()
 			url = c.URL()
+		default:
+			log.Fatalf("bench: -serve-targets: unknown target %q (shared, stock or dev)", target)
 		}
 		addr := freeAddr()
 		logPath := filepath.Join(o.dir, "herald-serve-"+target+".log")
@@ -317,6 +324,36 @@ func benchServe(ctx context.Context, o serveOpts) {
 		report(name+"_batch100_noid_vs_copy", batchNoID.rate/raw.rate, "ratio (target >= 0.75)")
 		report(name+"_peak_rss", rss, "MiB (target < 256)")
 	}
+}
+
+// benchDevIngest measures durable ingest on `herald dev` as make dev runs
+// it (SQLite in the data dir, router running, Temporal connected, no
+// functions synced): single-event and 100-event requests, with and without
+// client ids, against the HTTP ceiling measured in the same run, and its
+// peak RSS. SQLite has no COPY to compare with; the 100-event figure is
+// reported as is.
+func benchDevIngest(o serveOpts, temporal string, ceiling float64) {
+	addr := freeAddr()
+	logPath := filepath.Join(o.dir, "herald-dev-ingest.log")
+	h := startProcess(logPath, nil, o.bins.herald, "dev", "--addr", addr, "--data-dir", filepath.Join(o.dir, "dev-ingest"),
+		"--temporal-address", temporal, "--log-level", "warn")
+	waitHTTP("http://"+addr+"/readyz", h, logPath)
+	url := "http://" + addr + "/e/dev"
+	d := o.duration.String()
+	single := runTool(o.bins.loadgen, "-url", url, "-c", "64", "-batch", "1", "-d", d)
+	singleNoID := runTool(o.bins.loadgen, "-url", url, "-c", "64", "-batch", "1", "-d", d, "-noid")
+	batch := runTool(o.bins.loadgen, "-url", url, "-c", "8", "-batch", "100", "-d", d)
+	batchNoID := runTool(o.bins.loadgen, "-url", url, "-c", "8", "-batch", "100", "-d", d, "-noid")
+	rss := h.peakRSS()
+	h.stop()
+	report("dev_single", single.rate, "events/s (herald dev, SQLite)")
+	report("dev_single_p99", single.p99, "ms")
+	report("dev_single_vs_ceiling", single.rate/ceiling, "ratio")
+	report("dev_single_noid", singleNoID.rate, "events/s")
+	report("dev_single_noid_vs_ceiling", singleNoID.rate/ceiling, "ratio")
+	report("dev_batch100", batch.rate, "events/s")
+	report("dev_batch100_noid", batchNoID.rate, "events/s")
+	report("dev_peak_rss", rss, "MiB (target < 256)")
 }
 
 // benchE2E measures event → completed run: `herald dev` with the example
