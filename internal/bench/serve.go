@@ -10,7 +10,8 @@ package main
 //     handler that stores nothing, same client and flags) and raw COPY into
 //     the same database; single-event and 100-event requests, with and
 //     without client ids; on the shared server and on a private cluster with
-//     stock settings (autovacuum on) after a backlog; and herald's peak RSS.
+//     stock settings (autovacuum on) after a backlog; herald's peak RSS;
+//     and event accepted → workflow started under the single-event load.
 //     The same loads on `herald dev` (SQLite), as make dev runs it.
 //   - e2e: event → completed run through `herald dev` and the example worker,
 //     against the hand-written shim (an HTTP handler calling ExecuteWorkflow,
@@ -29,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,9 +40,12 @@ import (
 	"github.com/oklog/ulid/v2"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/workflow"
 
+	"github.com/herald-run/herald"
 	"github.com/herald-run/herald/internal/pgcluster"
 	"github.com/herald-run/herald/internal/temporaltest"
+	"github.com/herald-run/herald/internal/wire"
 )
 
 // binaries are the programs the serving-process phases run.
@@ -307,6 +312,8 @@ func benchServe(ctx context.Context, o serveOpts) {
 		singleNoID := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "64", "-batch", "1", "-d", d, "-noid")
 		batch := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "8", "-batch", "100", "-d", d)
 		batchNoID := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "8", "-batch", "100", "-d", d, "-noid")
+		// Last, as it syncs a function: the figures above are taken with none.
+		starts := probeStarts(ctx, o, "http://"+addr, ingestURL, ts.Client(), name)
 		rss := h.peakRSS()
 		h.stop()
 		raw := runTool(o.bins.loadgen, "-raw", url, "-c", "8", "-batch", "100", "-d", d)
@@ -323,7 +330,77 @@ func benchServe(ctx context.Context, o serveOpts) {
 		report(name+"_batch100_noid", batchNoID.rate, "events/s")
 		report(name+"_batch100_noid_vs_copy", batchNoID.rate/raw.rate, "ratio (target >= 0.75)")
 		report(name+"_peak_rss", rss, "MiB (target < 256)")
+		report(name+"_single_event_to_start_p50", ms(percentile(starts, 50)), "ms (target <= 10)")
+		report(name+"_single_event_to_start_p99", ms(percentile(starts, 99)), "ms (target <= 50)")
 	}
+}
+
+// probeFn is the function probeStarts syncs: it only needs to be started.
+var probeFn = herald.NewFunction(herald.FunctionOpts{ID: "probe", Triggers: []herald.Trigger{herald.OnEvent("bench/probe")}},
+	func(ctx workflow.Context, in herald.Input[map[string]any]) (bool, error) { return true, nil })
+
+// probeStarts measures event accepted → workflow started on the serving
+// process under the single-event load: it syncs a function on bench/probe
+// events (no worker runs it: its runs only have to start), runs the 64-
+// connection load of events that match nothing, and beside it sends a probe
+// event every 20 ms. It returns, per probe, the time from sending its request
+// to the start of its workflow in Temporal (so the ingest request's own
+// latency is included).
+func probeStarts(ctx context.Context, o serveOpts, heraldURL, ingestURL string, tc client.Client, name string) []time.Duration {
+	w, err := herald.NewWorker(herald.WorkerOptions{App: "bench", HeraldURL: heraldURL, SigningKey: benchSigningKey, Client: tc})
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	if err := w.Register(probeFn); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	if err := w.Sync(ctx); err != nil {
+		log.Fatalf("bench: sync the probe function: %v", err)
+	}
+	done := make(chan toolResult, 1)
+	go func() {
+		done <- runTool(o.bins.loadgen, "-url", ingestURL, "-c", "64", "-batch", "1", "-d", o.duration.String())
+	}()
+	time.Sleep(time.Second) // the load is under way
+	type probe struct {
+		id   string
+		sent time.Time
+	}
+	var probes []probe
+	stop := time.Now().Add(o.duration - 2*time.Second)
+	for i := 0; time.Now().Before(stop); i++ {
+		id := fmt.Sprintf("probe-%s-%d", name, i)
+		sent := time.Now()
+		resp, err := http.Post(ingestURL, "application/json", strings.NewReader(fmt.Sprintf(`{"name":"bench/probe","id":%q}`, id)))
+		if err != nil {
+			log.Fatalf("bench: probe: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			log.Fatalf("bench: probe: %s", resp.Status)
+		}
+		probes = append(probes, probe{id, sent})
+		time.Sleep(20 * time.Millisecond)
+	}
+	load := <-done
+	fmt.Fprintf(os.Stderr, "bench:   %d probes beside %.0f events/s\n", len(probes), load.rate)
+	lat := make([]time.Duration, 0, len(probes))
+	for _, p := range probes {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			desc, err := tc.DescribeWorkflowExecution(ctx, wire.WorkflowID("bench", "probe", p.id), "")
+			if err == nil {
+				lat = append(lat, desc.GetWorkflowExecutionInfo().GetStartTime().AsTime().Sub(p.sent))
+				break
+			}
+			if time.Now().After(deadline) {
+				log.Fatalf("bench: the workflow of probe %s did not start: %v", p.id, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return lat
 }
 
 // benchDevIngest measures durable ingest on `herald dev` as make dev runs
@@ -484,4 +561,14 @@ func historyLength(ctx context.Context, c client.Client, workflowType string) in
 		log.Fatalf("bench: no completed %s workflow to measure: %v", workflowType, err)
 	}
 	return resp.GetExecutions()[0].GetHistoryLength()
+}
+
+// percentile returns the p-th percentile of ds (nearest rank), sorting ds.
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	i := (len(ds)*p+99)/100 - 1
+	return ds[max(i, 0)]
 }
