@@ -157,18 +157,20 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 	var (
 		events []store.Event
 		seqs   []int64
-		taken  int // pending rows taken, with those whose event is gone
+		taken  int                     // pending rows taken, with those whose event is gone
+		paths  = map[string][]string{} // the claimed names' wait paths
 	)
 	for rows.Next() {
 		var (
-			e    store.Event
-			seq  int64
-			id   *string
-			ts   *int64
-			recv *time.Time
-			name string
+			e     store.Event
+			seq   int64
+			id    *string
+			ts    *int64
+			recv  *time.Time
+			name  string
+			names []string
 		)
-		if err := rows.Scan(&seq, &id, &name, &e.Data, &ts, &e.V, &recv, &e.Trace); err != nil {
+		if err := rows.Scan(&seq, &id, &name, &e.Data, &ts, &e.V, &recv, &e.Trace, &names); err != nil {
 			rows.Close()
 			return 0, wrapErr("claim events", err)
 		}
@@ -179,6 +181,9 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 		e.ID, e.Name, e.TS, e.ReceivedAt = *id, name, *ts, *recv
 		events = append(events, e)
 		seqs = append(seqs, seq)
+		if _, ok := paths[name]; !ok {
+			paths[name] = names
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return 0, wrapErr("claim events", err)
@@ -194,7 +199,7 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 		}
 		return taken, nil
 	}
-	ctl := &claimTx{tx: tx, candidates: map[string]bool{}}
+	ctl := &claimTx{tx: tx, candidates: map[string]bool{}, paths: paths}
 	claim, err := fn(ctx, ctl, events)
 	ctl.close()
 	if err != nil {
@@ -255,7 +260,9 @@ func (d *Driver) claimedRows(n int) {
 // way, under the same locks and rollback. That index holds no other rows, so
 // its probe costs next to nothing. The = ANY(ARRAY(...)) and the LIMIT of
 // the lateral read (which the planner cannot pull up into a join) keep every
-// plan on the indexes.
+// plan on the indexes. Each row also carries the match paths of its name's
+// waits (wait_paths, read once per distinct name), so the router's wait
+// lookup for the claim is then a single statement (CandidateWaits).
 const claimEventsSQL = `
 WITH c AS (
     DELETE FROM pending_events WHERE seq = ANY(ARRAY(
@@ -265,12 +272,21 @@ legacy AS (
     UPDATE events SET dispatched_at = '-infinity' WHERE seq = ANY(ARRAY(
         SELECT seq FROM events WHERE dispatched_at IS NULL ORDER BY seq
          LIMIT greatest($1 - (SELECT count(*) FROM c), 0) FOR UPDATE SKIP LOCKED))
-    RETURNING seq)
-SELECT t.seq, e.id, coalesce(e.name, ''), e.data, e.ts, coalesce(e.v, ''), e.received_at, coalesce(e.trace, '')
-  FROM (SELECT seq FROM c UNION ALL SELECT seq FROM legacy) t
-  LEFT JOIN LATERAL (SELECT id, name, data, ts, v, received_at, trace FROM events
-                      WHERE events.seq = t.seq LIMIT 1) e ON true
- ORDER BY t.seq`
+    RETURNING seq),
+ev AS (
+    SELECT t.seq, e.id, e.name, e.data, e.ts, e.v, e.received_at, e.trace
+      FROM (SELECT seq FROM c UNION ALL SELECT seq FROM legacy) t
+      LEFT JOIN LATERAL (SELECT id, name, data, ts, v, received_at, trace FROM events
+                          WHERE events.seq = t.seq LIMIT 1) e ON true),
+paths AS (
+    SELECT p.event_name, array_agg(p.match_path ORDER BY p.match_path) AS paths
+      FROM wait_paths p
+     WHERE p.event_name = ANY(ARRAY(SELECT DISTINCT name FROM ev WHERE name IS NOT NULL))
+     GROUP BY p.event_name)
+SELECT ev.seq, ev.id, coalesce(ev.name, ''), ev.data, ev.ts, coalesce(ev.v, ''), ev.received_at, coalesce(ev.trace, ''),
+       coalesce(paths.paths, '{}')
+  FROM ev LEFT JOIN paths ON paths.event_name = ev.name
+ ORDER BY ev.seq`
 
 const insertRunsSQL = `
 INSERT INTO runs (id, app_id, function_id, event_id, workflow_id, status, output, error, started_at, ended_at)

@@ -26,7 +26,10 @@ type claimTx struct {
 	mu         sync.Mutex
 	tx         pgx.Tx
 	candidates map[string]bool
-	over       bool
+	// paths holds the wait paths of the claimed events' names, read by the
+	// claim statement; WaitPaths answers from it for those names.
+	paths map[string][]string
+	over  bool
 }
 
 func (c *claimTx) close() {
@@ -57,8 +60,23 @@ func (c *claimTx) WaitPaths(ctx context.Context, names []string) (map[string][]s
 		return nil, err
 	}
 	defer c.mu.Unlock()
+	// The claim statement read the paths of its events' names: no round
+	// trip for those.
+	var unread []string
+	for _, n := range names {
+		if ps, ok := c.paths[n]; ok {
+			if len(ps) > 0 {
+				out[n] = ps
+			}
+		} else {
+			unread = append(unread, n)
+		}
+	}
+	if len(unread) == 0 {
+		return out, nil
+	}
 	rows, err := c.tx.Query(ctx, `SELECT event_name, match_path FROM wait_paths
-		WHERE event_name = ANY($1) ORDER BY event_name, match_path`, names)
+		WHERE event_name = ANY($1) ORDER BY event_name, match_path`, unread)
 	if err != nil {
 		return nil, wrapErr("wait paths", err)
 	}

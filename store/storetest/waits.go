@@ -107,8 +107,15 @@ func candidates(t *testing.T, s store.Driver, eventID string, names []string, ke
 
 func waitPaths(t *testing.T, s store.Driver, eventID string, names ...string) map[string][]string {
 	t.Helper()
+	return waitPathsClaiming(t, s, eventID, "any/event", names...)
+}
+
+// waitPathsClaiming is waitPaths in the claim of an event named claimed: a
+// driver may have read the paths of the claimed names with the claim.
+func waitPathsClaiming(t *testing.T, s store.Driver, eventID, claimed string, names ...string) map[string][]string {
+	t.Helper()
 	var got map[string][]string
-	require.NoError(t, inClaim(t, s, eventID, "any/event", func(c context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
+	require.NoError(t, inClaim(t, s, eventID, claimed, func(c context.Context, tx store.ClaimTx, events []store.Event) (store.Claim, error) {
 		var err error
 		got, err = tx.WaitPaths(c, names)
 		return store.Claim{Dispatched: eventIDs(events)}, err
@@ -264,6 +271,10 @@ func testCandidateWaits(t *testing.T, s store.Driver) {
 
 	require.Equal(t, map[string][]string{a: {order, user}, b: {user}}, waitPaths(t, s, "p1", a, b, "shop/none"))
 	require.Empty(t, waitPaths(t, s, "p2"))
+	// The same answers when the claimed events carry the names asked for.
+	require.Equal(t, map[string][]string{a: {order, user}, b: {user}}, waitPathsClaiming(t, s, "p3", a, a, b, "shop/none"))
+	require.Equal(t, map[string][]string{b: {user}}, waitPathsClaiming(t, s, "p4", "shop/none", "shop/none", b))
+	require.Empty(t, waitPathsClaiming(t, s, "p5", "shop/none", "shop/none"))
 }
 
 func testClaimRecordsWaits(t *testing.T, s store.Driver) {
