@@ -170,7 +170,7 @@ func (d *Driver) ClaimEvents(ctx context.Context, limit int, fn func(ctx context
 			name  string
 			names []string
 		)
-		if err := rows.Scan(&seq, &id, &name, &e.Data, &ts, &e.V, &recv, &e.Trace, &names); err != nil {
+		if err := rows.Scan(&seq, &id, &name, dataDest(&e), &ts, &e.V, &recv, &e.Trace, &names); err != nil {
 			rows.Close()
 			return 0, wrapErr("claim events", err)
 		}

@@ -264,9 +264,15 @@ func scanEvent(row pgx.Row) (store.Event, int64, error) {
 		e   store.Event
 		seq int64
 	)
-	err := row.Scan(&seq, &e.ID, &e.Name, &e.Data, &e.TS, &e.V, &e.ReceivedAt, &e.Dispatched, &e.Trace)
+	err := row.Scan(&seq, &e.ID, &e.Name, dataDest(&e), &e.TS, &e.V, &e.ReceivedAt, &e.Dispatched, &e.Trace)
 	return e, seq, err
 }
+
+// dataDest is where a scan puts an event's jsonb data: its bytes, copied as
+// they come. Scanned into a json.RawMessage, pgx would run json.Unmarshal
+// over them (validating JSON that PostgreSQL already validated): a seventh
+// of herald serve's CPU under 100-event requests went there, in the claims.
+func dataDest(e *store.Event) *[]byte { return (*[]byte)(&e.Data) }
 
 // GetEvent returns one event by id.
 func (d *Driver) GetEvent(ctx context.Context, id string) (store.Event, error) {
