@@ -64,6 +64,7 @@ func devCommand() command {
 			if err := temporal.check(); err != nil {
 				return err
 			}
+			tuneGC()
 			hk, jobs, err := housekeeping.options()
 			if err != nil {
 				return err

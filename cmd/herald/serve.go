@@ -52,6 +52,7 @@ func serveCommand() command {
 			if err := temporal.check(); err != nil {
 				return err
 			}
+			tuneGC()
 			hk, jobs, err := housekeeping.options()
 			if err != nil {
 				return err
