@@ -11,9 +11,9 @@ import (
 // unless GOGC is set. Go's default (100) collects each time the heap doubles;
 // Herald's live heap is a few megabytes of buffers and caches, so at 100 it
 // collected often and the collector took a fifth of herald serve's CPU under
-// 100-event requests. At 400, measured on the same load, herald serve's CPU
-// per event fell by 10% (single-event requests) to 18% (100-event requests)
-// and its peak RSS rose from 62 to 87-94 MiB.
+// 100-event requests. At 400, measured on the same loads, herald serve's CPU
+// per event fell by about 12% (single-event requests) and 18% (100-event
+// requests), and its peak RSS rose from 62 to 87-94 MiB.
 const defaultGCPercent = 400
 
 // cgroupMemoryMax is the memory limit of the process's cgroup (v2).
