@@ -38,11 +38,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/herald-run/herald"
+	"github.com/herald-run/herald/internal/benchtool"
 	"github.com/herald-run/herald/internal/pgcluster"
 	"github.com/herald-run/herald/internal/temporaltest"
 	"github.com/herald-run/herald/internal/wire"
@@ -475,9 +475,9 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 				_ = ts.Stop()
 			}
 		}
-		shimMean, heraldMean := mean(shimRates), mean(heraldRates)
-		report("e2e_shim_"+label, shimMean, fmt.Sprintf("runs/s (mean of %d, each on its own dev server: %s)", len(shimRates), rateList(shimRates)))
-		report("e2e_herald_dev_"+label, heraldMean, fmt.Sprintf("runs/s (mean of %d, each on its own dev server: %s)", len(heraldRates), rateList(heraldRates)))
+		shimMean, heraldMean := benchtool.Mean(shimRates), benchtool.Mean(heraldRates)
+		report("e2e_shim_"+label, shimMean, fmt.Sprintf("runs/s (mean of %d, each on its own dev server: %s)", len(shimRates), benchtool.RateList(shimRates)))
+		report("e2e_herald_dev_"+label, heraldMean, fmt.Sprintf("runs/s (mean of %d, each on its own dev server: %s)", len(heraldRates), benchtool.RateList(heraldRates)))
 		report("e2e_herald_vs_shim_"+label, heraldMean/shimMean, "ratio of the means (target >= 0.95)")
 		if tuned {
 			report("e2e_history_events_shim", float64(shimHistory), "events per run")
@@ -539,33 +539,13 @@ func runHeraldDev(o serveOpts, name, temporal string, n int, extra ...string) fl
 	return h.rate
 }
 
-func mean(xs []float64) float64 {
-	var sum float64
-	for _, x := range xs {
-		sum += x
-	}
-	return sum / float64(len(xs))
-}
-
-func rateList(xs []float64) string {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = strconv.FormatFloat(x, 'f', 1, 64)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// historyLength is the history length of one completed workflow of the
-// type: every run of one type has the same shape.
+// historyLength is benchtool.HistoryLength, fatal on an error.
 func historyLength(ctx context.Context, c client.Client, workflowType string) int64 {
-	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		PageSize: 1,
-		Query:    fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", workflowType),
-	})
-	if err != nil || len(resp.GetExecutions()) == 0 {
-		log.Fatalf("bench: no completed %s workflow to measure: %v", workflowType, err)
+	n, err := benchtool.HistoryLength(ctx, c, workflowType)
+	if err != nil {
+		log.Fatalf("bench: %v", err)
 	}
-	return resp.GetExecutions()[0].GetHistoryLength()
+	return n
 }
 
 // percentile returns the p-th percentile of ds (nearest rank), sorting ds.

@@ -33,9 +33,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/herald-run/herald/internal/benchtool"
 	"github.com/herald-run/herald/internal/prodtest"
 	"github.com/herald-run/herald/internal/subproc"
 	"github.com/herald-run/herald/internal/testdb"
@@ -185,9 +185,9 @@ func benchE2E(ctx context.Context, topo *prodtest.Topology, tc client.Client, di
 
 	shimHistory := historyLength(ctx, tc, "ShimWelcome")
 	heraldHistory := historyLength(ctx, tc, "welcome-email")
-	shimRate, heraldRate := mean(shimSide.rates), mean(heraldSide.rates)
-	report("prod_e2e_shim", shimRate, fmt.Sprintf("runs/s (mean of %d rounds: %s)", rounds, rateList(shimSide.rates)))
-	report("prod_e2e_herald", heraldRate, fmt.Sprintf("runs/s (two replicas behind the balancer; mean of %d rounds: %s)", rounds, rateList(heraldSide.rates)))
+	shimRate, heraldRate := benchtool.Mean(shimSide.rates), benchtool.Mean(heraldSide.rates)
+	report("prod_e2e_shim", shimRate, fmt.Sprintf("runs/s (mean of %d rounds: %s)", rounds, benchtool.RateList(shimSide.rates)))
+	report("prod_e2e_herald", heraldRate, fmt.Sprintf("runs/s (two replicas behind the balancer; mean of %d rounds: %s)", rounds, benchtool.RateList(heraldSide.rates)))
 	report("prod_e2e_herald_vs_shim", heraldRate/shimRate, "ratio of the means (target >= 0.95)")
 	report("prod_history_events_shim", float64(shimHistory), "events per run")
 	report("prod_history_events_herald", float64(heraldHistory), "events per run")
@@ -200,22 +200,6 @@ func benchE2E(ctx context.Context, topo *prodtest.Topology, tc client.Client, di
 	report("prod_cpu_ms_per_run_temporal", 1000*heraldSide.cpu.temporal/runs, "ms of CPU in the Temporal server per run")
 	report("prod_cpu_ms_per_run_postgres_shim", 1000*shimSide.cpu.postgres/runs, "ms of CPU in PostgreSQL per run of the shim (upper bound: a shared server)")
 	report("prod_cpu_ms_per_run_postgres", 1000*heraldSide.cpu.postgres/runs, "ms of CPU in PostgreSQL per run (Herald's and Temporal's databases; upper bound: a shared server)")
-}
-
-func mean(xs []float64) float64 {
-	var sum float64
-	for _, x := range xs {
-		sum += x
-	}
-	return sum / float64(len(xs))
-}
-
-func rateList(xs []float64) string {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = strconv.FormatFloat(x, 'f', 1, 64)
-	}
-	return strings.Join(parts, ", ")
 }
 
 // benchIngest measures durable ingest: one replica taking all connections,
@@ -369,14 +353,11 @@ func dbName(url string) string {
 }
 
 func historyLength(ctx context.Context, c client.Client, workflowType string) int64 {
-	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		PageSize: 1,
-		Query:    fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", workflowType),
-	})
-	if err != nil || len(resp.GetExecutions()) == 0 {
-		fatal("prodbench: no completed %s workflow to measure: %v", workflowType, err)
+	n, err := benchtool.HistoryLength(ctx, c, workflowType)
+	if err != nil {
+		fatal("prodbench: %v", err)
 	}
-	return resp.GetExecutions()[0].GetHistoryLength()
+	return n
 }
 
 type toolResult struct {
