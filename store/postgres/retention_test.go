@@ -76,6 +76,47 @@ func TestPurgeUsesIndexes(t *testing.T) {
 	}
 }
 
+// The purge's transaction compiles nothing, even where PostgreSQL would
+// compile every statement (jit_above_cost 0), on servers with JIT.
+func TestPurgeCompilesNothing(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := Open(ctx, testdb.Schema(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	require.NoError(t, d.Migrate(ctx))
+	var available bool
+	require.NoError(t, d.pool.QueryRow(ctx, `SELECT pg_jit_available()`).Scan(&available))
+	if !available {
+		t.Skip("this PostgreSQL has no JIT")
+	}
+	explain := func(settings string) string {
+		var lines []string
+		err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL jit = on; SET LOCAL jit_above_cost = 0`); err != nil {
+				return err
+			}
+			if settings != "" {
+				if _, err := tx.Exec(ctx, settings); err != nil {
+					return err
+				}
+			}
+			rows, err := tx.Query(ctx, `EXPLAIN (ANALYZE) `+purgeEventsSQL, time.Now().Add(-48*time.Hour), 1000)
+			if err != nil {
+				return err
+			}
+			lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		require.NoError(t, err)
+		return strings.Join(lines, "\n")
+	}
+	// The check can fail: without the settings, the same statement compiles.
+	require.Contains(t, explain(""), "JIT:")
+	require.NotContains(t, explain(purgeSettings), "JIT:")
+}
+
 // explainPurge returns the plan of one purge statement, prepared as pgx
 // prepares it, with a 1,000-row batch.
 func explainPurge(t *testing.T, ctx context.Context, d *Driver, mode, sql string, cutoff time.Time) string {
