@@ -182,10 +182,15 @@ func waitSynced(url, fn string, p *process, logPath string) {
 type toolResult struct {
 	rate     float64
 	p50, p99 float64 // ms; 0 when the tool does not print them
+	count    float64 // events acknowledged or rows copied; 0 when the tool does not print it
+	cpu      time.Duration
 	line     string
 }
 
-var latencyRE = regexp.MustCompile(`p50 ([0-9.]+)ms p99 ([0-9.]+)ms`)
+var (
+	latencyRE = regexp.MustCompile(`p50 ([0-9.]+)ms p99 ([0-9.]+)ms`)
+	countRE   = regexp.MustCompile(`: ([0-9]+) (acked|rows)`)
+)
 
 // runTool runs a load tool at the lowest CPU priority (the same for the
 // anchor and for Herald) and parses its RESULT line.
@@ -208,7 +213,12 @@ func runTool(bin string, args ...string) toolResult {
 			r.p50, _ = strconv.ParseFloat(m[1], 64)
 			r.p99, _ = strconv.ParseFloat(m[2], 64)
 		}
+		if m := countRE.FindStringSubmatch(line); m != nil {
+			r.count, _ = strconv.ParseFloat(m[1], 64)
+		}
 	}
+	// nice execs the tool, so this is the tool's own CPU.
+	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if r.rate == 0 {
 		log.Fatalf("bench: %s printed no RESULT:\n%s", filepath.Base(bin), out)
 	}
@@ -265,12 +275,18 @@ func benchServe(ctx context.Context, o serveOpts) {
 	nullAddr := freeAddr()
 	null := startProcess(filepath.Join(o.dir, "null.log"), nil, o.bins.loadgen, "-null", nullAddr)
 	time.Sleep(300 * time.Millisecond)
-	ceiling := runTool(o.bins.loadgen, "-url", "http://"+nullAddr+"/e/x", "-c", "64", "-batch", "1", "-d", d)
-	ceiling100 := runTool(o.bins.loadgen, "-url", "http://"+nullAddr+"/e/x", "-c", "8", "-batch", "100", "-d", d)
+	ceiling, ceilingCPU := metered("load client", func() toolResult {
+		return runTool(o.bins.loadgen, "-url", "http://"+nullAddr+"/e/x", "-c", "64", "-batch", "1", "-d", d)
+	}, processCPU("handler", null))
+	ceiling100, ceiling100CPU := metered("load client", func() toolResult {
+		return runTool(o.bins.loadgen, "-url", "http://"+nullAddr+"/e/x", "-c", "8", "-batch", "100", "-d", d)
+	}, processCPU("handler", null))
 	null.stop()
 	report("serve_http_ceiling_single", ceiling.rate, "req/s")
 	report("serve_http_ceiling_single_p99", ceiling.p99, "ms")
+	reportCPU("serve_http_ceiling_single_cpu", ceilingCPU, ceiling.count, "request")
 	report("serve_http_ceiling_batch100", ceiling100.rate, "events/s")
+	reportCPU("serve_http_ceiling_batch100_cpu", ceiling100CPU, ceiling100.count, "event")
 
 	for _, target := range o.targets {
 		if target == "dev" {
@@ -308,25 +324,35 @@ func benchServe(ctx context.Context, o serveOpts) {
 			b := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "8", "-batch", "100", "-d", o.backlog.String(), "-noid")
 			report(name+"_backlog_batch100_noid", b.rate, "events/s")
 		}
-		single := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "64", "-batch", "1", "-d", d)
-		singleNoID := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "64", "-batch", "1", "-d", d, "-noid")
-		batch := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "8", "-batch", "100", "-d", d)
-		batchNoID := runTool(o.bins.loadgen, "-url", ingestURL, "-c", "8", "-batch", "100", "-d", d, "-noid")
+		heraldLoad := func(args ...string) (toolResult, []cpuPart) {
+			return metered("load client", func() toolResult {
+				return runTool(o.bins.loadgen, append([]string{"-url", ingestURL, "-d", d}, args...)...)
+			}, processCPU("herald", h), commandCPU("postgres", "postgres"))
+		}
+		single, singleCPU := heraldLoad("-c", "64", "-batch", "1")
+		singleNoID, _ := heraldLoad("-c", "64", "-batch", "1", "-noid")
+		batch, batchCPU := heraldLoad("-c", "8", "-batch", "100")
+		batchNoID, _ := heraldLoad("-c", "8", "-batch", "100", "-noid")
 		// Last, as it syncs a function: the figures above are taken with none.
 		fromSent, fromAck := probeStarts(ctx, o, "http://"+addr, ingestURL, ts.Client(), name)
 		rss := h.peakRSS()
 		h.stop()
-		raw := runTool(o.bins.loadgen, "-raw", url, "-c", "8", "-batch", "100", "-d", d)
+		raw, rawCPU := metered("COPY client", func() toolResult {
+			return runTool(o.bins.loadgen, "-raw", url, "-c", "8", "-batch", "100", "-d", d)
+		}, commandCPU("postgres", "postgres"))
 
 		report(name+"_single", single.rate, "events/s")
 		report(name+"_single_p99", single.p99, "ms (target <= 20)")
 		report(name+"_single_vs_ceiling", single.rate/ceiling.rate, "ratio (target >= 0.6)")
+		reportCPU(name+"_single_cpu", singleCPU, single.count, "event")
 		report(name+"_single_noid", singleNoID.rate, "events/s")
 		report(name+"_single_noid_p99", singleNoID.p99, "ms (target <= 20)")
 		report(name+"_single_noid_vs_ceiling", singleNoID.rate/ceiling.rate, "ratio (target >= 0.6)")
 		report(name+"_copy_raw", raw.rate, "rows/s")
+		reportCPU(name+"_copy_raw_cpu", rawCPU, raw.count, "row")
 		report(name+"_batch100", batch.rate, "events/s")
 		report(name+"_batch100_vs_copy", batch.rate/raw.rate, "ratio (target >= 0.75)")
+		reportCPU(name+"_batch100_cpu", batchCPU, batch.count, "event")
 		report(name+"_batch100_noid", batchNoID.rate, "events/s")
 		report(name+"_batch100_noid_vs_copy", batchNoID.rate/raw.rate, "ratio (target >= 0.75)")
 		report(name+"_peak_rss", rss, "MiB (target < 256)")
@@ -422,18 +448,25 @@ func benchDevIngest(o serveOpts, temporal string, ceiling float64) {
 	waitHTTP("http://"+addr+"/readyz", h, logPath)
 	url := "http://" + addr + "/e/dev"
 	d := o.duration.String()
-	single := runTool(o.bins.loadgen, "-url", url, "-c", "64", "-batch", "1", "-d", d)
-	singleNoID := runTool(o.bins.loadgen, "-url", url, "-c", "64", "-batch", "1", "-d", d, "-noid")
-	batch := runTool(o.bins.loadgen, "-url", url, "-c", "8", "-batch", "100", "-d", d)
-	batchNoID := runTool(o.bins.loadgen, "-url", url, "-c", "8", "-batch", "100", "-d", d, "-noid")
+	devLoad := func(args ...string) (toolResult, []cpuPart) {
+		return metered("load client", func() toolResult {
+			return runTool(o.bins.loadgen, append([]string{"-url", url, "-d", d}, args...)...)
+		}, processCPU("herald dev", h))
+	}
+	single, singleCPU := devLoad("-c", "64", "-batch", "1")
+	singleNoID, _ := devLoad("-c", "64", "-batch", "1", "-noid")
+	batch, batchCPU := devLoad("-c", "8", "-batch", "100")
+	batchNoID, _ := devLoad("-c", "8", "-batch", "100", "-noid")
 	rss := h.peakRSS()
 	h.stop()
 	report("dev_single", single.rate, "events/s (herald dev, SQLite)")
 	report("dev_single_p99", single.p99, "ms")
 	report("dev_single_vs_ceiling", single.rate/ceiling, "ratio")
+	reportCPU("dev_single_cpu", singleCPU, single.count, "event")
 	report("dev_single_noid", singleNoID.rate, "events/s")
 	report("dev_single_noid_vs_ceiling", singleNoID.rate/ceiling, "ratio")
 	report("dev_batch100", batch.rate, "events/s")
+	reportCPU("dev_batch100_cpu", batchCPU, batch.count, "event")
 	report("dev_batch100_noid", batchNoID.rate, "events/s")
 	report("dev_peak_rss", rss, "MiB (target < 256)")
 }
@@ -452,6 +485,7 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 			label = "untuned"
 		}
 		var shimRates, heraldRates []float64
+		var shimCPU, heraldCPU [][]cpuPart
 		var shimHistory, heraldHistory int64
 		for round := range rounds {
 			sides := []string{"shim", "herald"}
@@ -466,10 +500,12 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 				temporal := ts.FrontendHostPort()
 				switch side {
 				case "shim":
-					shimRates = append(shimRates, runShim(o, fmt.Sprintf("%s-%d", label, round), temporal, n))
+					rate, cpu := runShim(o, fmt.Sprintf("%s-%d", label, round), temporal, n)
+					shimRates, shimCPU = append(shimRates, rate), append(shimCPU, cpu)
 					shimHistory = historyLength(ctx, ts.Client(), "ShimWelcome")
 				case "herald":
-					heraldRates = append(heraldRates, runHeraldDev(o, fmt.Sprintf("%s-%d", label, round), temporal, n))
+					rate, cpu := runHeraldDev(o, fmt.Sprintf("%s-%d", label, round), temporal, n)
+					heraldRates, heraldCPU = append(heraldRates, rate), append(heraldCPU, cpu)
 					heraldHistory = historyLength(ctx, ts.Client(), "welcome-email")
 				}
 				_ = ts.Stop()
@@ -479,6 +515,8 @@ func benchE2E(ctx context.Context, o serveOpts, n, rounds int) {
 		report("e2e_shim_"+label, shimMean, fmt.Sprintf("runs/s (mean of %d, each on its own dev server: %s)", len(shimRates), benchtool.RateList(shimRates)))
 		report("e2e_herald_dev_"+label, heraldMean, fmt.Sprintf("runs/s (mean of %d, each on its own dev server: %s)", len(heraldRates), benchtool.RateList(heraldRates)))
 		report("e2e_herald_vs_shim_"+label, heraldMean/shimMean, "ratio of the means (target >= 0.95)")
+		reportRunCPU("e2e_shim_cpu_"+label, sumParts(shimCPU), float64(n*len(shimCPU)))
+		reportRunCPU("e2e_herald_dev_cpu_"+label, sumParts(heraldCPU), float64(n*len(heraldCPU)))
 		if tuned {
 			report("e2e_history_events_shim", float64(shimHistory), "events per run")
 			report("e2e_history_events_herald", float64(heraldHistory), "events per run")
@@ -498,35 +536,40 @@ func benchE2EAsMakeDev(ctx context.Context, o serveOpts, n int) {
 	if err != nil {
 		log.Fatalf("bench: temporal dev server: %v", err)
 	}
-	shim := runShim(o, "own-server", ts.FrontendHostPort(), n)
+	shim, shimCPU := runShim(o, "own-server", ts.FrontendHostPort(), n)
 	_ = ts.Stop()
 	cli, err := temporaltest.CLIPath()
 	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 	_, uiPort, _ := net.SplitHostPort(freeAddr())
-	herald := runHeraldDev(o, "own-server", freeAddr(), n, "--temporal-cli", cli, "--temporal-ui-port", uiPort)
+	herald, heraldCPU := runHeraldDev(o, "own-server", freeAddr(), n, "--temporal-cli", cli, "--temporal-ui-port", uiPort)
 	report("e2e_shim_file_server", shim, "runs/s (the shim on a dev server keeping its state in a SQLite file, with herald dev's settings)")
 	report("e2e_herald_dev_own_server", herald, "runs/s (herald dev as make dev runs it: its own dev server, a SQLite file in the data dir)")
 	report("e2e_herald_dev_own_server_vs_shim", herald/shim, "ratio (one round each)")
+	reportRunCPU("e2e_shim_file_server_cpu", shimCPU, float64(n))
+	reportRunCPU("e2e_herald_dev_own_server_cpu", heraldCPU, float64(n))
 }
 
 // runShim runs the hand-written shim (e2ebase -serve) against the Temporal
 // dev server at temporal, posts n signups to it, and returns the completed
-// runs per second.
-func runShim(o serveOpts, name, temporal string, n int) float64 {
+// runs per second and the CPU each process used for them.
+func runShim(o serveOpts, name, temporal string, n int) (float64, []cpuPart) {
 	addr := freeAddr()
 	shim := startProcess(filepath.Join(o.dir, "shim-"+name+".log"), nil, o.bins.e2ebase, "-serve", addr, "-addr", temporal)
 	time.Sleep(time.Second)
-	s := runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/x", "-n", strconv.Itoa(n), "-type", "ShimWelcome", "-addr", temporal)
+	s, cpu := metered("client", func() toolResult {
+		return runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/x", "-n", strconv.Itoa(n), "-type", "ShimWelcome", "-addr", temporal)
+	}, commandCPU("temporal", "temporal"), processCPU("shim", shim))
 	shim.stop()
-	return s.rate
+	return s.rate, cpu
 }
 
 // runHeraldDev runs herald dev with the example worker against the Temporal
 // dev server at temporal (which herald dev starts when none answers there),
-// posts n signups with e2ebase, and returns the completed runs per second.
-func runHeraldDev(o serveOpts, name, temporal string, n int, extra ...string) float64 {
+// posts n signups with e2ebase, and returns the completed runs per second
+// and the CPU each process used for them.
+func runHeraldDev(o serveOpts, name, temporal string, n int, extra ...string) (float64, []cpuPart) {
 	addr := freeAddr()
 	devLog := filepath.Join(o.dir, "herald-dev-"+name+".log")
 	args := append([]string{"dev", "--addr", addr, "--data-dir", filepath.Join(o.dir, "dev-"+name),
@@ -534,9 +577,11 @@ func runHeraldDev(o serveOpts, name, temporal string, n int, extra ...string) fl
 	dev := startProcess(devLog, nil, o.bins.herald, args...)
 	waitHTTP("http://"+addr+"/readyz", dev, devLog)
 	waitSynced("http://"+addr+"/v1/functions", "welcome-email", dev, devLog)
-	h := runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/dev", "-n", strconv.Itoa(n), "-type", "welcome-email", "-addr", temporal)
+	h, cpu := metered("client", func() toolResult {
+		return runTool(o.bins.e2ebase, "-post", "http://"+addr+"/e/dev", "-n", strconv.Itoa(n), "-type", "welcome-email", "-addr", temporal)
+	}, commandCPU("temporal", "temporal"), processCPU("herald dev", dev), commandCPU("worker", filepath.Base(o.bins.demo)))
 	dev.stop()
-	return h.rate
+	return h.rate, cpu
 }
 
 // historyLength is benchtool.HistoryLength, fatal on an error.
