@@ -10,6 +10,11 @@ import (
 	"github.com/herald-run/herald/store"
 )
 
+// CacheClaimPlans makes d run its claims from a cached plan whatever the
+// size of events (see claimPlanCached), so tests on small tables cover
+// that path too.
+func CacheClaimPlans(d *Driver) { d.claimCachePages = 0 }
+
 // ExplainCandidateWaits returns the plan of the candidate lookup for names and
 // keys, as a claim would run it; generic forces the generic plan a prepared
 // statement switches to after its first executions.

@@ -134,7 +134,26 @@ func TestClaimsVacuumPendingEvents(t *testing.T) {
 // them too, marks them, and keeps one it does not dispatch pending.
 func TestClaimTakesEventsOfAnOlderReplica(t *testing.T) {
 	t.Parallel()
-	d, ctx := outboxDriver(t)
+	forEachClaimPlan(t, testClaimTakesEventsOfAnOlderReplica)
+}
+
+// forEachClaimPlan runs test on a driver that plans each claim and on one
+// that runs them from a cached plan.
+func forEachClaimPlan(t *testing.T, test func(t *testing.T, d *Driver, ctx context.Context)) {
+	for _, cached := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cached=%v", cached), func(t *testing.T) {
+			t.Parallel()
+			d, ctx := outboxDriver(t)
+			if cached {
+				d.claimCachePages = 0
+			}
+			test(t, d, ctx)
+			require.Equal(t, cached, d.claimCached.Load())
+		})
+	}
+}
+
+func testClaimTakesEventsOfAnOlderReplica(t *testing.T, d *Driver, ctx context.Context) {
 	_, err := d.pool.Exec(ctx, `INSERT INTO events (id, name, data, ts, received_at)
 		VALUES ('old-a', 'outbox/old', '{}', 0, now()), ('old-b', 'outbox/old', '{}', 0, now())`)
 	require.NoError(t, err)
@@ -190,7 +209,10 @@ func TestClaimTakesEventsOfAnOlderReplica(t *testing.T) {
 // events that exist, and counts the row in what it took.
 func TestClaimDropsRowsWhoseEventIsGone(t *testing.T) {
 	t.Parallel()
-	d, ctx := outboxDriver(t)
+	forEachClaimPlan(t, testClaimDropsRowsWhoseEventIsGone)
+}
+
+func testClaimDropsRowsWhoseEventIsGone(t *testing.T, d *Driver, ctx context.Context) {
 	_, err := d.InsertEvents(ctx, outboxEvents("gone", 6), time.Now().Add(-time.Hour))
 	require.NoError(t, err)
 	_, err = d.pool.Exec(ctx, `DELETE FROM events WHERE id IN ('gone-0', 'gone-1', 'gone-2', 'gone-4')`)

@@ -34,6 +34,12 @@ type Driver struct {
 	vacuuming  atomic.Bool
 	lastVacuum atomic.Int64 // UnixNano of the last vacuum's start
 	vacuums    sync.WaitGroup
+
+	// Claims run from a cached plan once events holds claimCachePages
+	// pages (see claimPlanCached).
+	claimCachePages int64
+	claimCached     atomic.Bool
+	claimSizeAt     atomic.Int64 // UnixNano of the last size check
 }
 
 var _ store.Driver = (*Driver)(nil)
@@ -54,7 +60,7 @@ func Open(ctx context.Context, url string) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	return &Driver{pool: pool}, nil
+	return &Driver{pool: pool, claimCachePages: claimCachePages}, nil
 }
 
 // Pool exposes the connection pool to Herald's own tools (benchmarks, test

@@ -22,3 +22,17 @@ func TestConformance(t *testing.T) {
 		return d
 	})
 }
+
+// The same, with claims run from a cached plan from the first, as a driver
+// runs them once the events table is large.
+func TestConformanceCachedClaimPlan(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Driver {
+		d, err := postgres.Open(context.Background(), testdb.Schema(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = d.Close() })
+		require.NoError(t, d.Migrate(context.Background()))
+		postgres.CacheClaimPlans(d)
+		return d
+	})
+}
