@@ -51,7 +51,7 @@ func main() {
 		backlog     = flag.Duration("backlog", 10*time.Second, "load of 100-event requests sent to the stock PostgreSQL before it is measured (a table in use)")
 		targets     = flag.String("serve-targets", "shared,stock,dev", "what the serve phase measures: herald serve on shared (the machine's PostgreSQL) and on stock (a private cluster with stock settings), and herald dev on its SQLite (dev)")
 		e2eRuns     = flag.Int("e2e-runs", 600, "events (runs) per side in the e2e phase")
-		e2eRounds   = flag.Int("e2e-rounds", 2, "rounds of the e2e phase; each runs both sides, each side on a fresh Temporal dev server, alternating which goes first")
+		e2eRounds   = flag.Int("e2e-rounds", 3, "rounds of the e2e phase; each runs both sides, each side on a fresh Temporal dev server, alternating which goes first")
 	)
 	loadURL := flag.String("load-url", "", "internal: run as the load client against this URL and print the result as JSON")
 	loadEvents := flag.Int("load-events", 1, "internal: events per request in load-client mode")
