@@ -300,19 +300,10 @@ type cpuSeconds struct{ herald, temporal, postgres float64 }
 func cpuNow(topo *prodtest.Topology) cpuSeconds {
 	var c cpuSeconds
 	for _, r := range topo.Replicas {
-		c.herald += procCPU(r.Pid())
+		c.herald += benchtool.ProcessCPU(r.Pid()).Seconds()
 	}
-	c.temporal = procCPU(topo.TemporalProc().Pid())
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
-			c.postgres += procCPU(pid)
-		}
-	}
+	c.temporal = benchtool.ProcessCPU(topo.TemporalProc().Pid()).Seconds()
+	c.postgres = benchtool.CommandCPU("postgres").Seconds()
 	return c
 }
 
@@ -324,25 +315,6 @@ func (c cpuSeconds) plus(o cpuSeconds) cpuSeconds {
 	return cpuSeconds{c.herald + o.herald, c.temporal + o.temporal, c.postgres + o.postgres}
 }
 
-// procCPU is a process's utime+stime in seconds (clock ticks of 1/100 s).
-func procCPU(pid int) float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses.
-	rest := string(raw)
-	if i := strings.LastIndex(rest, ")"); i >= 0 {
-		rest = rest[i+1:]
-	}
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / 100
-}
 
 func dbName(url string) string {
 	u := url[strings.LastIndex(url, "/")+1:]
