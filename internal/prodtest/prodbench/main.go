@@ -315,7 +315,6 @@ func (c cpuSeconds) plus(o cpuSeconds) cpuSeconds {
 	return cpuSeconds{c.herald + o.herald, c.temporal + o.temporal, c.postgres + o.postgres}
 }
 
-
 func dbName(url string) string {
 	u := url[strings.LastIndex(url, "/")+1:]
 	if i := strings.Index(u, "?"); i >= 0 {
