@@ -1,15 +1,11 @@
 package postgres
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
-
-	"github.com/herald-run/herald/internal/testdb"
 )
 
 // A driver plans each claim until events reaches claimCachePages, and from
@@ -19,12 +15,7 @@ import (
 // machines' server), and after it is analyzed.
 func TestClaimPlanWalksIndexes(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	d, err := Open(ctx, testdb.Schema(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
-	require.NoError(t, d.Migrate(ctx))
+	d, ctx := outboxDriver(t)
 	analyze := func() {
 		for _, table := range []string{"events", "pending_events", "wait_paths"} {
 			_, err := d.pool.Exec(ctx, `ANALYZE `+table)
@@ -41,7 +32,7 @@ func TestClaimPlanWalksIndexes(t *testing.T) {
 
 	// Past the size, with a backlog of pending events and most of the
 	// history dispatched.
-	_, err = d.pool.Exec(ctx, `
+	_, err := d.pool.Exec(ctx, `
 WITH e AS (INSERT INTO events (id, name, data, ts, received_at, dispatched_at)
            SELECT 'plan-' || g, 'app/e' || (g % 7), '{"user":{"id":"u_12345","email":"someone@example.com"},"amount":4200}',
                   0, now(), '-infinity'

@@ -80,12 +80,7 @@ func TestPurgeUsesIndexes(t *testing.T) {
 // compile every statement (jit_above_cost 0), on servers with JIT.
 func TestPurgeCompilesNothing(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	d, err := Open(ctx, testdb.Schema(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
-	require.NoError(t, d.Migrate(ctx))
+	d, ctx := outboxDriver(t)
 	var available bool
 	require.NoError(t, d.pool.QueryRow(ctx, `SELECT pg_jit_available()`).Scan(&available))
 	if !available {
