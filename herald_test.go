@@ -66,6 +66,13 @@ type bundle struct {
 
 func setup(t *testing.T, fns []*herald.Function, steps ...any) *bundle {
 	t.Helper()
+	return setupReporting(t, func(int) error { return nil }, fns, steps...)
+}
+
+// setupReporting is setup with the outcome report's answer: report is given
+// the attempt (1, 2, ...) and a report it accepts is recorded.
+func setupReporting(t *testing.T, report func(attempt int) error, fns []*herald.Function, steps ...any) *bundle {
+	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	b := &bundle{env: suite.NewTestWorkflowEnvironment()}
 	b.env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{herald.ErrorInterceptor()}})
@@ -74,11 +81,16 @@ func setup(t *testing.T, fns []*herald.Function, steps ...any) *bundle {
 	require.NoError(t, w.Register(fns...))
 	require.NoError(t, w.RegisterSteps(steps...))
 	w.RegisterForTest(b.env)
+	attempts := 0
 	b.env.OnActivity(stepctx.ActivityFinishRun, mock.Anything, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ string, f wire.RunFinish) error {
 			b.mu.Lock()
+			defer b.mu.Unlock()
+			attempts++
+			if err := report(attempts); err != nil {
+				return err
+			}
 			b.finishes = append(b.finishes, f)
-			b.mu.Unlock()
 			return nil
 		})
 	return b
@@ -356,6 +368,27 @@ func TestOutcomeReportSaidInTheInput(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, []string{"send-welcome"}, started, "the outcome is reported by a local activity")
 	require.Len(t, b.finishes, 1)
+	require.Equal(t, wire.RunCompleted, b.finishes[0].Status)
+}
+
+// Herald (or its database) may be down for minutes when a run ends: the
+// report keeps trying until Herald records it, long past the 30 s that
+// Temporal gives a local activity in all when it is given only a
+// start-to-close timeout.
+func TestOutcomeReportOutlastsAnOutage(t *testing.T) {
+	t.Parallel()
+	const failures = 12 // backoffs of 1, 2, 4, 8, 16 s, then 30 s: about five minutes
+	b := setupReporting(t, func(attempt int) error {
+		if attempt <= failures {
+			return fmt.Errorf("herald API /v1/runs/run-1/finish: 503 Service Unavailable (attempt %d)", attempt)
+		}
+		return nil
+	}, []*herald.Function{welcome()}, sendWelcome)
+	req := request("welcome-email", `{"email":"ada@example.com"}`)
+	req.Report = wire.ReportLocal
+	b.env.ExecuteWorkflow("welcome-email", req)
+	require.NoError(t, b.env.GetWorkflowError())
+	require.Len(t, b.finishes, 1, "the report went through on attempt %d", failures+1)
 	require.Equal(t, wire.RunCompleted, b.finishes[0].Status)
 }
 

@@ -105,6 +105,11 @@ func (f *Function) workflowFunc(appID string) func(ctx workflow.Context, req wir
 	}
 }
 
+// reportPatience is how long a run's outcome report keeps trying: longer
+// than any outage Herald is meant to ride out, so in practice until Herald
+// records it.
+const reportPatience = 365 * 24 * time.Hour
+
 // finishChange names the change from an activity to a local activity for
 // the outcome report, for workflow.GetVersion.
 const finishChange = "herald-finish-local"
@@ -140,8 +145,17 @@ func reportOutcome(ctx workflow.Context, req wire.RunRequest, finish wire.RunFin
 		return workflow.ExecuteActivity(actx, stepctx.ActivityFinishRun, runID, finish).Get(actx, nil)
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         retry,
+		// Given only a start-to-close timeout, Temporal also makes it the
+		// local activity's timeout in all, retries included: the report
+		// would give up 15 s into an outage of Herald or its database and
+		// leave the run Running in Herald (TestOutcomeReportOutlastsAnOutage;
+		// the full fault test of a PostgreSQL outage lost 4 of 607 reports
+		// so). Retries longer than a workflow task wait on a timer, so a
+		// long outage costs the run's history a timer per retry, not a
+		// held task.
+		ScheduleToCloseTimeout: reportPatience,
+		StartToCloseTimeout:    30 * time.Second,
+		RetryPolicy:            retry,
 	})
 	return workflow.ExecuteLocalActivity(lctx, stepctx.ActivityFinishRun, runID, finish).Get(lctx, nil)
 }
